@@ -1,10 +1,13 @@
 # leader_election: PGXS build, plus the two entry points `make demo` and `make test`.
 
+PG_CONFIG ?= pg_config
+
 MODULE_big = leader_election
 OBJS = \
 	src/module.o \
 	src/shared_state.o \
 	src/etcd_client.o \
+	src/etcd_api.o \
 	src/election.o \
 	src/worker.o \
 	src/sql_api.o
@@ -13,12 +16,14 @@ EXTENSION = leader_election
 DATA = sql/leader_election--1.0.sql
 PGFILEDESC = "leader_election - leader election through etcd"
 
-PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+# PostgreSQL's headers are not -Wextra clean; ours must be.
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS = -Wall -Wextra
 SHLIB_LINK = -lcurl -lcjson
 
 # pg_regress starts its own instance with the library preloaded; the etcd it
 # talks to is started by scripts/test.sh (see sql/regress.conf).
-REGRESS = api
+REGRESS = api guc
 REGRESS_OPTS = --temp-config=$(srcdir)/sql/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress
 
 TAP_TESTS = 1
@@ -26,7 +31,6 @@ PROVE_FLAGS = -I $(srcdir)/t
 
 EXTRA_CLEAN = tmp_check_regress
 
-PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 

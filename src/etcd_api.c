@@ -1,0 +1,513 @@
+/*
+ * etcd_api.c
+ *		Owns the etcd v3 JSON gateway protocol: paths, request bodies and the
+ *		parsing of answers.  Keys and values travel base64-encoded and 64-bit
+ *		integers as strings; zero values are omitted by etcd, so a missing
+ *		number means 0.  Anything malformed is an error, never a guess.
+ */
+#include "postgres.h"
+
+#include "common/base64.h"
+#include "utils/builtins.h"
+
+#include "etcd_api.h"
+
+#define ETCD_PATH_GRANT		"/v3/lease/grant"
+#define ETCD_PATH_KEEPALIVE	"/v3/lease/keepalive"
+#define ETCD_PATH_REVOKE	"/v3/lease/revoke"
+#define ETCD_PATH_TXN		"/v3/kv/txn"
+#define ETCD_PATH_RANGE		"/v3/kv/range"
+#define ETCD_PATH_WATCH		"/v3/watch"
+
+#define set_error(err, ...) snprintf((err), LE_ERROR_LEN, __VA_ARGS__)
+
+/* ---- building requests ---- */
+
+static void
+add_base64(cJSON *obj, const char *field, const char *data, size_t len)
+{
+	int			enclen = pg_b64_enc_len((int) len);
+	char	   *encoded = palloc(enclen + 1);
+	int			n = pg_b64_encode(data, (int) len, encoded, enclen);
+
+	if (n < 0)
+		elog(ERROR, "could not base64-encode %zu bytes", len);
+	encoded[n] = '\0';
+	cJSON_AddStringToObject(obj, field, encoded);
+	pfree(encoded);
+}
+
+static void
+add_int64(cJSON *obj, const char *field, int64 value)
+{
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), INT64_FORMAT, value);
+	cJSON_AddStringToObject(obj, field, buf);
+}
+
+static cJSON *
+new_object(void)
+{
+	cJSON	   *obj = cJSON_CreateObject();
+
+	if (obj == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building an etcd request")));
+	return obj;
+}
+
+/* cJSON adds nothing on allocation failure; check the whole tree once. */
+static EtcdRequest *
+post_and_free(EtcdClient *c, const char *path, cJSON *body, int timeout_ms,
+			  int connect_timeout_ms, int tag)
+{
+	EtcdRequest *req = etcd_post(c, path, body, timeout_ms, connect_timeout_ms, tag);
+
+	cJSON_Delete(body);
+	return req;
+}
+
+/* A compare of key's create revision, as in etcd's election recipe. */
+static cJSON *
+create_revision_compare(const char *key, int64 create_revision)
+{
+	cJSON	   *compares = cJSON_CreateArray();
+	cJSON	   *cmp = new_object();
+
+	add_base64(cmp, "key", key, strlen(key));
+	cJSON_AddStringToObject(cmp, "target", "CREATE");
+	cJSON_AddStringToObject(cmp, "result", "EQUAL");
+	add_int64(cmp, "create_revision", create_revision);
+	cJSON_AddItemToArray(compares, cmp);
+	return compares;
+}
+
+EtcdRequest *
+etcd_lease_grant(EtcdClient *c, int ttl_s, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+
+	add_int64(body, "TTL", ttl_s);
+	return post_and_free(c, ETCD_PATH_GRANT, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_lease_keepalive(EtcdClient *c, int64 lease_id, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+
+	add_int64(body, "ID", lease_id);
+	return post_and_free(c, ETCD_PATH_KEEPALIVE, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_lease_revoke(EtcdClient *c, int64 lease_id, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+
+	add_int64(body, "ID", lease_id);
+	return post_and_free(c, ETCD_PATH_REVOKE, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_campaign(EtcdClient *c, const char *key, const char *value,
+			  int64 lease_id, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *put = new_object();
+	cJSON	   *put_op = new_object();
+	cJSON	   *get = new_object();
+	cJSON	   *get_op = new_object();
+
+	add_base64(put, "key", key, strlen(key));
+	add_base64(put, "value", value, strlen(value));
+	add_int64(put, "lease", lease_id);
+	cJSON_AddItemToObject(put_op, "request_put", put);
+	add_base64(get, "key", key, strlen(key));
+	cJSON_AddItemToObject(get_op, "request_range", get);
+
+	cJSON_AddItemToObject(body, "compare", create_revision_compare(key, 0));
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), put_op);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "failure"), get_op);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_queue(EtcdClient *c, const char *prefix, int64 max_create_revision,
+		   int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	char	   *from = psprintf("%s/", prefix);
+	char	   *to = psprintf("%s0", prefix);	/* '0' follows '/' */
+
+	add_base64(body, "key", from, strlen(from));
+	add_base64(body, "range_end", to, strlen(to));
+	cJSON_AddStringToObject(body, "sort_order", "ASCEND");
+	cJSON_AddStringToObject(body, "sort_target", "CREATE");
+	if (max_create_revision > 0)
+		add_int64(body, "max_create_revision", max_create_revision);
+	pfree(from);
+	pfree(to);
+	return post_and_free(c, ETCD_PATH_RANGE, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_delete_if_created(EtcdClient *c, const char *key, int64 create_revision,
+					   int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *del = new_object();
+	cJSON	   *del_op = new_object();
+
+	add_base64(del, "key", key, strlen(key));
+	cJSON_AddItemToObject(del_op, "request_delete_range", del);
+	cJSON_AddItemToObject(body, "compare", create_revision_compare(key, create_revision));
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), del_op);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_watch_key(EtcdClient *c, const char *key, int64 start_revision,
+			   int connect_timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *create = new_object();
+
+	add_base64(create, "key", key, strlen(key));
+	add_int64(create, "start_revision", start_revision);
+	cJSON_AddItemToObject(body, "create_request", create);
+	return post_and_free(c, ETCD_PATH_WATCH, body, 0, connect_timeout_ms, tag);
+}
+
+void
+etcd_lease_hex(int64 lease_id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llx", (unsigned long long) lease_id);
+}
+
+/* ---- reading answers ---- */
+
+static const char *
+get_string(const cJSON *obj, const char *field)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, field);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static bool
+get_bool(const cJSON *obj, const char *field)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, field));
+}
+
+/* etcd omits zero values; a present one must be a decimal integer. */
+static bool
+get_int64(const cJSON *obj, const char *field, int64 *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, field);
+
+	*out = 0;
+	if (item == NULL || cJSON_IsNull(item))
+		return true;
+	if (cJSON_IsString(item))
+	{
+		char	   *end;
+
+		errno = 0;
+		*out = strtoi64(item->valuestring, &end, 10);
+		return errno == 0 && end != item->valuestring && *end == '\0';
+	}
+	if (cJSON_IsNumber(item))
+	{
+		double		d = item->valuedouble;
+
+		*out = (int64) d;
+		return d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
+			(double) *out == d;
+	}
+	return false;
+}
+
+/* A base64 field as a palloc'd string ("" when omitted); NULL if invalid. */
+static char *
+get_base64(const cJSON *obj, const char *field)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, field);
+	int			declen;
+	char	   *decoded;
+	int			n;
+
+	if (item == NULL)
+		return pstrdup("");
+	if (!cJSON_IsString(item))
+		return NULL;
+	declen = pg_b64_dec_len((int) strlen(item->valuestring));
+	decoded = palloc(declen + 1);
+	n = pg_b64_decode(item->valuestring, (int) strlen(item->valuestring),
+					  decoded, declen);
+	if (n < 0)
+	{
+		pfree(decoded);
+		return NULL;
+	}
+	decoded[n] = '\0';
+	return decoded;
+}
+
+/* The message of an error object or string, or NULL if there is none. */
+static const char *
+error_message(const cJSON *json)
+{
+	const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
+	const char *message = get_string(json, "message");
+
+	if (cJSON_IsObject(error))
+		message = get_string(error, "message");
+	else if (cJSON_IsString(error) && error->valuestring[0] != '\0')
+		message = message ? message : error->valuestring;
+	else
+		return NULL;
+	return message ? message : "(no message)";
+}
+
+/*
+ * The answer of a finished unary call as a JSON object, or NULL with err set.
+ * The caller owns the result (cJSON_Delete).
+ */
+static cJSON *
+answer_json(EtcdRequest *req, char *err)
+{
+	cJSON	   *json = NULL;
+	const char *message;
+
+	if (req->overflow)
+	{
+		set_error(err, "answer from etcd at %s exceeds %d bytes",
+				  req->endpoint, ETCD_MAX_ANSWER);
+		return NULL;
+	}
+	if (req->curl_result != CURLE_OK)
+	{
+		set_error(err, "could not reach etcd at %s: %s", req->endpoint,
+				  req->curl_error[0] ? req->curl_error :
+				  curl_easy_strerror(req->curl_result));
+		return NULL;
+	}
+	if (req->answer != NULL)
+		json = cJSON_ParseWithLength(req->answer, req->answer_len);
+	if (req->http_status != 200)
+	{
+		message = json ? error_message(json) : NULL;
+		set_error(err, "etcd at %s answered HTTP %ld: %s", req->endpoint,
+				  req->http_status, message ? message : "(no message)");
+		cJSON_Delete(json);
+		return NULL;
+	}
+	if (!cJSON_IsObject(json))
+	{
+		set_error(err, "etcd at %s sent an answer that is not a JSON object",
+				  req->endpoint);
+		cJSON_Delete(json);
+		return NULL;
+	}
+	if ((message = error_message(json)) != NULL)
+	{
+		set_error(err, "etcd at %s answered with an error: %s",
+				  req->endpoint, message);
+		cJSON_Delete(json);
+		return NULL;
+	}
+	return json;
+}
+
+static bool
+malformed(cJSON *json, EtcdRequest *req, const char *what, char *err)
+{
+	set_error(err, "etcd at %s sent a malformed answer: %s", req->endpoint, what);
+	cJSON_Delete(json);
+	return false;
+}
+
+bool
+etcd_result_ok(EtcdRequest *req, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+
+	cJSON_Delete(json);
+	return json != NULL;
+}
+
+bool
+etcd_lease_grant_result(EtcdRequest *req, int64 *lease_id, int *ttl_s, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	int64		ttl;
+
+	if (json == NULL)
+		return false;
+	if (!get_int64(json, "ID", lease_id) || *lease_id <= 0)
+		return malformed(json, req, "lease grant without a valid ID", err);
+	if (!get_int64(json, "TTL", &ttl) || ttl <= 0 || ttl > PG_INT32_MAX)
+		return malformed(json, req, "lease grant without a valid TTL", err);
+	*ttl_s = (int) ttl;
+	cJSON_Delete(json);
+	return true;
+}
+
+bool
+etcd_lease_keepalive_result(EtcdRequest *req, int *ttl_s, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	const cJSON *result;
+	int64		ttl;
+
+	if (json == NULL)
+		return false;
+	result = cJSON_GetObjectItemCaseSensitive(json, "result");
+	if (!cJSON_IsObject(result))
+		return malformed(json, req, "keepalive without a result", err);
+	if (!get_int64(result, "TTL", &ttl) || ttl < 0 || ttl > PG_INT32_MAX)
+		return malformed(json, req, "keepalive with an invalid TTL", err);
+	*ttl_s = (int) ttl;
+	cJSON_Delete(json);
+	return true;
+}
+
+bool
+etcd_campaign_result(EtcdRequest *req, int64 *create_revision, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+
+	if (json == NULL)
+		return false;
+	if (get_bool(json, "succeeded"))
+	{
+		/* The put is the txn's only write: its revision is the creation. */
+		const cJSON *header = cJSON_GetObjectItemCaseSensitive(json, "header");
+
+		if (!get_int64(header, "revision", create_revision) || *create_revision <= 0)
+			return malformed(json, req, "txn without a valid header revision", err);
+	}
+	else
+	{
+		/* The key existed already: keep its place in the queue. */
+		const cJSON *responses = cJSON_GetObjectItemCaseSensitive(json, "responses");
+		const cJSON *range = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(responses, 0),
+															  "response_range");
+		const cJSON *kv = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(range, "kvs"), 0);
+
+		if (!cJSON_IsObject(kv) ||
+			!get_int64(kv, "create_revision", create_revision) || *create_revision <= 0)
+			return malformed(json, req, "failed txn without the existing key", err);
+	}
+	cJSON_Delete(json);
+	return true;
+}
+
+bool
+etcd_queue_result(EtcdRequest *req, const char *prefix, EtcdQueue *queue, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	const cJSON *kvs;
+	const cJSON *kv;
+	size_t		prefix_len = strlen(prefix);
+	int			i = 0;
+
+	if (json == NULL)
+		return false;
+	if (!get_int64(cJSON_GetObjectItemCaseSensitive(json, "header"), "revision",
+				   &queue->revision) || queue->revision <= 0)
+		return malformed(json, req, "range without a valid header revision", err);
+	kvs = cJSON_GetObjectItemCaseSensitive(json, "kvs");
+	if (kvs != NULL && !cJSON_IsArray(kvs))
+		return malformed(json, req, "range with kvs that are not an array", err);
+	queue->count = cJSON_GetArraySize(kvs);
+	queue->keys = palloc0(sizeof(EtcdKeyValue) * Max(queue->count, 1));
+	cJSON_ArrayForEach(kv, kvs)
+	{
+		EtcdKeyValue *k = &queue->keys[i];
+
+		k->key = get_base64(kv, "key");
+		k->value = get_base64(kv, "value");
+		if (k->key == NULL || k->value == NULL)
+			return malformed(json, req, "key or value is not base64", err);
+		if (strncmp(k->key, prefix, prefix_len) != 0 || k->key[prefix_len] != '/')
+			return malformed(json, req, "key outside the election prefix", err);
+		if (!get_int64(kv, "create_revision", &k->create_revision) ||
+			k->create_revision <= 0 || k->create_revision > queue->revision ||
+			!get_int64(kv, "lease", &k->lease))
+			return malformed(json, req, "key with an invalid revision or lease", err);
+		if (i > 0 && k->create_revision <= queue->keys[i - 1].create_revision)
+			return malformed(json, req, "keys not in create-revision order", err);
+		i++;
+	}
+	cJSON_Delete(json);
+	return true;
+}
+
+EtcdWatchEvent
+etcd_watch_next(EtcdRequest *req, char *err)
+{
+	char	   *line;
+	cJSON	   *json;
+	const cJSON *result;
+	const cJSON *event;
+	const char *message;
+	EtcdWatchEvent what = ETCD_WATCH_OTHER;
+
+	/* etcd refused the watch as a whole: the answer is one error object */
+	if (req->done && req->http_status != 200)
+	{
+		cJSON_Delete(answer_json(req, err));
+		return ETCD_WATCH_BROKEN;
+	}
+	line = etcd_request_next_line(req);
+	if (line == NULL)
+	{
+		if (!req->done)
+			return ETCD_WATCH_NOTHING;
+		if (req->curl_result == CURLE_OK)
+			set_error(err, "etcd at %s ended the watch", req->endpoint);
+		else
+			cJSON_Delete(answer_json(req, err));
+		return ETCD_WATCH_BROKEN;
+	}
+	json = cJSON_Parse(line);
+	pfree(line);
+	if (!cJSON_IsObject(json))
+	{
+		set_error(err, "etcd at %s sent a watch message that is not JSON", req->endpoint);
+		cJSON_Delete(json);
+		return ETCD_WATCH_BROKEN;
+	}
+	if ((message = error_message(json)) != NULL)
+	{
+		set_error(err, "etcd at %s ended the watch with an error: %s",
+				  req->endpoint, message);
+		cJSON_Delete(json);
+		return ETCD_WATCH_BROKEN;
+	}
+	result = cJSON_GetObjectItemCaseSensitive(json, "result");
+	if (!cJSON_IsObject(result))
+	{
+		set_error(err, "etcd at %s sent a watch message without a result", req->endpoint);
+		cJSON_Delete(json);
+		return ETCD_WATCH_BROKEN;
+	}
+	if (get_bool(result, "canceled"))
+		what = ETCD_WATCH_CANCELED;
+	else if (get_bool(result, "created"))
+		what = ETCD_WATCH_CREATED;
+	cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(result, "events"))
+	{
+		const char *type = get_string(event, "type");
+
+		if (type != NULL && strcmp(type, "DELETE") == 0 && what != ETCD_WATCH_CANCELED)
+			what = ETCD_WATCH_DELETED;
+	}
+	cJSON_Delete(json);
+	return what;
+}

@@ -1,0 +1,242 @@
+/*
+ * module.c
+ *		Module entry: the leader_election.* settings with their checks, the
+ *		shared-memory hooks and the background worker's registration.
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/postmaster.h"
+#include "utils/guc.h"
+
+#include "leader_election.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+char	   *le_endpoints = NULL;
+char	   *le_prefix = NULL;
+char	   *le_node_name = NULL;
+int			le_lease_ttl = 10;
+int			le_request_timeout = 1000;
+
+#define LE_MAX_ENDPOINTS 16
+
+static bool
+has_control_characters(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static bool
+check_endpoints(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+{
+	const char *p = *newval;
+	int			count = 0;
+
+	if (p == NULL || *p == '\0')
+	{
+		GUC_check_errdetail("At least one etcd endpoint is required.");
+		return false;
+	}
+	while (*p)
+	{
+		size_t		len;
+		size_t		item_len;
+		const char *host;
+
+		while (*p == ' ')
+			p++;
+		item_len = strcspn(p, ",");
+		len = item_len;
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == 0)
+		{
+			GUC_check_errdetail("The list of endpoints has an empty entry.");
+			return false;
+		}
+		if (strncmp(p, "http://", 7) == 0)
+			host = p + 7;
+		else if (strncmp(p, "https://", 8) == 0)
+			host = p + 8;
+		else
+		{
+			GUC_check_errdetail("Endpoint \"%.*s\" does not start with http:// or https://.",
+								(int) len, p);
+			return false;
+		}
+		if (host >= p + len || *host == '/')
+		{
+			GUC_check_errdetail("Endpoint \"%.*s\" names no host.", (int) len, p);
+			return false;
+		}
+		if (len >= LE_URL_LEN || memchr(p, ' ', len) != NULL ||
+			has_control_characters(pnstrdup(p, len)))
+		{
+			GUC_check_errdetail("Endpoint \"%.*s\" is too long or contains spaces or control characters.",
+								(int) Min(len, 64), p);
+			return false;
+		}
+		if (++count > LE_MAX_ENDPOINTS)
+		{
+			GUC_check_errdetail("At most %d endpoints are allowed.", LE_MAX_ENDPOINTS);
+			return false;
+		}
+		p += item_len;
+		if (*p == ',')
+		{
+			p++;
+			if (*p == '\0')
+			{
+				GUC_check_errdetail("The list of endpoints ends with a comma.");
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+static bool
+check_prefix(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+{
+	const char *prefix = *newval;
+	size_t		len = prefix ? strlen(prefix) : 0;
+
+	if (len == 0)
+	{
+		GUC_check_errdetail("The election prefix must not be empty.");
+		return false;
+	}
+	if (prefix[len - 1] == '/')
+	{
+		GUC_check_errdetail("The election prefix must not end with \"/\": keys are \"<prefix>/<lease id>\".");
+		return false;
+	}
+	if (len > LE_KEY_LEN - 20)
+	{
+		GUC_check_errdetail("The election prefix is limited to %d bytes.", LE_KEY_LEN - 20);
+		return false;
+	}
+	if (has_control_characters(prefix))
+	{
+		GUC_check_errdetail("The election prefix must not contain control characters.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_node_name(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+{
+	const char *name = *newval ? *newval : "";
+
+	if (strlen(name) >= LE_NAME_LEN)
+	{
+		GUC_check_errdetail("The node name is limited to %d bytes.", LE_NAME_LEN - 1);
+		return false;
+	}
+	if (has_control_characters(name))
+	{
+		GUC_check_errdetail("The node name must not contain control characters.");
+		return false;
+	}
+	return true;
+}
+
+void
+le_current_config(ElectionConfig *config)
+{
+	strlcpy(config->prefix, le_prefix, sizeof(config->prefix));
+	if (le_node_name[0] != '\0')
+		strlcpy(config->node_name, le_node_name, sizeof(config->node_name));
+	else
+	{
+		char		host[LE_NAME_LEN - 8];
+
+		if (gethostname(host, sizeof(host)) != 0)
+			strlcpy(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		snprintf(config->node_name, sizeof(config->node_name), "%s:%d",
+				 host, PostPortNumber);
+	}
+	config->lease_ttl_s = le_lease_ttl;
+	config->request_timeout_ms = le_request_timeout;
+}
+
+void
+le_require_preload(void)
+{
+	if (le_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("leader_election is not running on this server"),
+				 errdetail("The library was not loaded at server start."),
+				 errhint("Add leader_election to shared_preload_libraries and restart the server.")));
+}
+
+void
+_PG_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("leader_election.endpoints",
+							   "Comma-separated etcd client URLs.",
+							   "The worker moves on to the next URL when one fails.",
+							   &le_endpoints,
+							   "http://127.0.0.1:2379",
+							   PGC_SIGHUP, 0,
+							   check_endpoints, NULL, NULL);
+	DefineCustomStringVariable("leader_election.prefix",
+							   "Election name: candidates' keys are <prefix>/<lease id in hex>.",
+							   "The same name as etcdctl elect uses.",
+							   &le_prefix,
+							   "/leader_election/default",
+							   PGC_SIGHUP, 0,
+							   check_prefix, NULL, NULL);
+	DefineCustomStringVariable("leader_election.node_name",
+							   "This node's name, stored as the value of its key.",
+							   "Empty means <hostname>:<port>.",
+							   &le_node_name,
+							   "",
+							   PGC_SIGHUP, 0,
+							   check_node_name, NULL, NULL);
+	DefineCustomIntVariable("leader_election.lease_ttl",
+							"TTL of this node's etcd lease.",
+							"Crash failover takes about this long.",
+							&le_lease_ttl,
+							10, 2, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("leader_election.request_timeout",
+							"Bound on each etcd request.",
+							NULL,
+							&le_request_timeout,
+							1000, 100, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("leader_election");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	le_shmem_request();
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "leader_election", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "leader_election_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "leader_election worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "leader_election", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
