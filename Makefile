@@ -27,7 +27,6 @@ REGRESS = api guc
 REGRESS_OPTS = --temp-config=$(srcdir)/sql/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress
 
 TAP_TESTS = 1
-PROVE_FLAGS = -I $(srcdir)/t
 
 EXTRA_CLEAN = tmp_check_regress
 

@@ -76,10 +76,11 @@ struct Election
 	bool		resign_waiting;
 	uint32		resign_request;
 
-	/* failures */
+	/* failures, until a look succeeds again */
 	uint64		retry_at;
 	int			backoff_ms;
-	char		last_error[LE_ERROR_LEN];
+	char		last_error[LE_ERROR_LEN];	/* shown in leader_status() */
+	char		logged_error[LE_ERROR_LEN]; /* last one written to the log */
 };
 
 static void publish(Election *e);
@@ -112,18 +113,22 @@ cancel_watch(Election *e)
 	e->watched_key[0] = '\0';
 }
 
+/*
+ * A look succeeded: the node knows its place, so etcd works end to end.
+ * Partial successes (a grant, a renewal) do not count, or an etcd that
+ * fails later in the cycle would be retried and logged without backoff.
+ */
 static void
-clear_error(Election *e)
+healthy(Election *e)
 {
 	e->backoff_ms = 0;
 	e->retry_at = 0;
 	if (e->last_error[0] != '\0')
-	{
 		ereport(LOG,
 				(errmsg("leader_election: etcd at %s answers again",
 						etcd_client_endpoint(e->client))));
-		e->last_error[0] = '\0';
-	}
+	e->last_error[0] = '\0';
+	e->logged_error[0] = '\0';
 }
 
 /*
@@ -133,14 +138,15 @@ clear_error(Election *e)
 static void
 note_failure(Election *e, const char *message, bool try_next_endpoint)
 {
-	if (strcmp(message, e->last_error) != 0)
+	if (strcmp(message, e->logged_error) != 0)
 	{
 		ereport(WARNING,
 				(errmsg("leader_election: %s", message),
 				 errdetail("Node \"%s\" keeps trying; it is not the leader while etcd cannot confirm it.",
 						   e->config.node_name)));
-		strlcpy(e->last_error, message, sizeof(e->last_error));
+		strlcpy(e->logged_error, message, sizeof(e->logged_error));
 	}
+	strlcpy(e->last_error, message, sizeof(e->last_error));
 	if (try_next_endpoint)
 		etcd_client_next_endpoint(e->client);
 	e->backoff_ms = Min(Max(e->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
@@ -309,7 +315,6 @@ granted(Election *e, EtcdRequest *req)
 		note_failure(e, err, req->transport_failed);
 		return;
 	}
-	clear_error(e);
 	e->lease_id = lease_id;
 	e->lease_ttl_s = ttl_s;
 	e->lease_valid_until = req->started_us + (uint64) ttl_s * 1000000 - margin_us(ttl_s);
@@ -338,7 +343,6 @@ renewed(Election *e, EtcdRequest *req)
 		leave(e, "etcd expired its lease", false);
 		return;
 	}
-	clear_error(e);
 	e->lease_ttl_s = ttl_s;
 	e->lease_valid_until = Max(e->lease_valid_until,
 							   req->started_us + (uint64) ttl_s * 1000000 - margin_us(ttl_s));
@@ -361,7 +365,6 @@ campaigned(Election *e, EtcdRequest *req)
 			leave(e, "its campaign was refused", false);
 		return;
 	}
-	clear_error(e);
 	e->create_revision = create_revision;
 	e->look_needed = true;
 }
@@ -379,7 +382,6 @@ looked(Election *e, EtcdRequest *req)
 		note_failure(e, err, req->transport_failed);
 		return;
 	}
-	clear_error(e);
 	e->look_needed = false;
 
 	/* Our key must still be there with our revision: no phantom leader. */
@@ -391,6 +393,7 @@ looked(Election *e, EtcdRequest *req)
 		return;
 	}
 
+	healthy(e);
 	e->queue_position = queue.count - 1;
 	e->leader_known = true;
 	strlcpy(e->leader_name, queue.keys[0].value, sizeof(e->leader_name));
@@ -460,7 +463,6 @@ resigned(Election *e, EtcdRequest *req)
 		leave(e, "its key could not be deleted on resign", false);
 		return;
 	}
-	clear_error(e);
 	ereport(LOG,
 			(errmsg("leader_election: node \"%s\" resigned and rejoins the queue",
 					e->config.node_name)));
