@@ -176,8 +176,8 @@ step_down(Election *e)
 }
 
 /*
- * Leaves the queue and forgets the lease; the next step grants a new one
- * and campaigns at the tail.  With release, the key is deleted (compared
+ * Leaves the queue and forgets the lease (revoking it); the next step
+ * grants a new one and campaigns at the tail.  With release, the key is deleted (compared
  * by create revision) as well as the lease revoked, for a clean handover.
  */
 static void
@@ -456,17 +456,10 @@ resigned(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 
+	/* Should the delete have failed, revoking the lease deletes the key. */
 	if (!etcd_result_ok(req, err))
-	{
-		/* The key may remain; only a new lease keeps us from reclaiming it. */
 		note_failure(e, err, req->transport_failed);
-		leave(e, "its key could not be deleted on resign", false);
-		return;
-	}
-	ereport(LOG,
-			(errmsg("leader_election: node \"%s\" resigned and rejoins the queue",
-					e->config.node_name)));
-	answer_resign(e);
+	leave(e, "it resigned", false);
 }
 
 void
@@ -528,9 +521,6 @@ election_resign(Election *e, uint32 request_id)
 	cancel_watch(e);
 	e->resign = etcd_delete_if_created(e->client, e->key, e->create_revision,
 									   e->config.request_timeout_ms, REQ_RESIGN);
-	/* After the delete, the next step campaigns again: a new place at the tail. */
-	e->create_revision = 0;
-	e->queue_position = -1;
 }
 
 void

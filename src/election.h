@@ -33,7 +33,11 @@ extern void election_process(Election *e);
 /* Milliseconds until election_step() has something to do, or -1. */
 extern long election_next_timeout_ms(Election *e);
 
-/* A backend asked to resign; request_id is answered in shared memory. */
+/*
+ * A backend asked to resign: stop leading, delete the key (compared by
+ * create revision), revoke the lease and rejoin at the tail with a new one.
+ * request_id is answered in shared memory once the key is deleted.
+ */
 extern void election_resign(Election *e, uint32 request_id);
 
 /*
