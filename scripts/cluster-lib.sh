@@ -1,0 +1,289 @@
+# Shared helpers for scripts/test.sh, scripts/demo.sh and bench/handover.sh (sourced, not run).
+#
+# Each of those scripts runs in two stages, because PostgreSQL refuses to run as root:
+#   1. le_prepare (as root, or as whoever runs it): install packages, build, `make install`,
+#      then copy the tree into a private work dir under /tmp owned by the unprivileged user;
+#   2. le_run_user re-runs the same script from that copy as that user (LE_STAGE=user), where
+#      the le_etcd_* / le_node_* / le_handover helpers start etcd and PostgreSQL nodes on
+#      loopback only; le_cleanup stops them again.
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BIN/pg_config
+PATH=$PG_BIN:$PATH
+export ETCDCTL_API=3
+LE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+le_die() { echo "ERROR: $*" >&2; exit 1; }
+le_heading() { printf '\n=== %s ===\n' "$*"; }
+le_now() { date +%s.%N; }
+le_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
+
+# Retries a command every 50 ms until it succeeds; fails after $1 seconds.
+le_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.05
+	done
+}
+
+# ---------------------------------------------------------------- stage 1 (root)
+
+# $1: a word naming the work dir. Sets LE_USER and LE_WORK; removes LE_WORK on exit.
+le_prepare() {
+	bash "$LE_ROOT/scripts/install-deps.sh"
+	make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG"
+	make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+	if ((EUID == 0)); then LE_USER=postgres; else LE_USER=$(id -un); fi
+	# /tmp rather than $TMPDIR: the unprivileged user must reach it, and socket paths stay short.
+	LE_WORK=$(mktemp -d "/tmp/leader_election-$1.XXXXXX")
+	trap le_cleanup_root EXIT
+	# tar keeps mtimes, so the copy's built objects stay up to date and make rebuilds nothing.
+	mkdir "$LE_WORK/tree"
+	tar -C "$LE_ROOT" --exclude=./.git --exclude=./tmp_check --exclude=./tmp_check_regress \
+		--exclude=./results -cf - . | tar -C "$LE_WORK/tree" -xf -
+	chown -R "$LE_USER:" "$LE_WORK"
+}
+
+# Runs the script $1 (a path relative to the tree) from the copy, as LE_USER, in stage 2.
+le_run_user() {
+	local cmd=(env LE_STAGE=user LE_WORK="$LE_WORK" HOME="$LE_WORK" bash "$LE_WORK/tree/$1")
+	shift
+	cd "$LE_WORK/tree"
+	if ((EUID == 0)); then
+		runuser -u "$LE_USER" -- "${cmd[@]}" "$@"
+	else
+		"${cmd[@]}" "$@"
+	fi
+}
+
+# Stage 2 stops what it started; what is still alive here was left by a test that was killed
+# (timeout, signal) before its own teardown. Such a process names the unique work dir on its
+# command line or runs inside it, so it is found by that path and stopped by pid.
+le_strays() {
+	local p
+	pgrep -f -- "$LE_WORK/" || true
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/cwd" 2>/dev/null) == "$LE_WORK"/* ]] && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+le_cleanup_root() {
+	local pids
+	cd /    # this shell is no stray
+	mapfile -t pids < <(le_strays | sort -un)
+	if ((${#pids[@]} > 0)); then
+		echo "cleanup: stopping leftover processes: ${pids[*]}" >&2
+		kill -INT "${pids[@]}" 2>/dev/null || true
+		sleep 5
+		kill -KILL "${pids[@]}" 2>/dev/null || true
+	fi
+	rm -rf "$LE_WORK"
+}
+
+# ---------------------------------------------------------------- stage 2 (unprivileged)
+
+LE_BG_PIDS=()   # background processes of this shell to stop on exit (etcd, observers)
+LE_NODES=0      # number of PostgreSQL nodes (node1..nodeN) created by le_nodes_init
+
+le_cleanup() {
+	local i
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if le_node_up "$i"; then
+			pg_ctl -D "$LE_WORK/node$i" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
+	done
+	for i in "${LE_BG_PIDS[@]}"; do kill "$i" 2>/dev/null || true; done
+	for i in "${LE_BG_PIDS[@]}"; do wait "$i" 2>/dev/null || true; done
+}
+
+le_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+le_etcdctl() { etcdctl --endpoints="$LE_ETCD_URL" --dial-timeout=1s --command-timeout=2s "$@"; }
+le_etcd_healthy() { le_etcdctl endpoint health >/dev/null 2>&1; }
+
+# Starts a single-member etcd on 127.0.0.1 (client port $1, peer port $2); sets LE_ETCD_URL.
+le_etcd_start() {
+	local p
+	for p in "$1" "$2"; do
+		le_port_free "$p" || le_die "port $p on 127.0.0.1 is in use (a leftover etcd?)"
+	done
+	LE_ETCD_URL=http://127.0.0.1:$1
+	etcd --name le --data-dir "$LE_WORK/etcd" \
+		--listen-client-urls "$LE_ETCD_URL" --advertise-client-urls "$LE_ETCD_URL" \
+		--listen-peer-urls "http://127.0.0.1:$2" --initial-advertise-peer-urls "http://127.0.0.1:$2" \
+		--initial-cluster "le=http://127.0.0.1:$2" \
+		--logger zap --log-outputs stderr --log-level warn >"$LE_WORK/etcd.log" 2>&1 &
+	LE_ETCD_PID=$!
+	LE_BG_PIDS+=("$LE_ETCD_PID")
+	if ! le_until 30 le_etcd_healthy; then
+		tail -n 30 "$LE_WORK/etcd.log" >&2
+		le_die "etcd at $LE_ETCD_URL did not become healthy within 30 s"
+	fi
+}
+
+le_etcd_stop() {
+	kill "$LE_ETCD_PID" 2>/dev/null || true
+	wait "$LE_ETCD_PID" 2>/dev/null || true
+}
+
+# Creates node1..node$1 listening on unix sockets in LE_WORK only, ports $2+1..$2+$1, all
+# electing under prefix $3 with lease TTL $4 s at LE_ETCD_URL.
+le_nodes_init() {
+	local i pids=()
+	LE_NODES=$1
+	LE_PORT_BASE=$2
+	for ((i = 1; i <= LE_NODES; i++)); do
+		initdb -D "$LE_WORK/node$i" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+			--no-instructions >"$LE_WORK/initdb$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for ((i = 1; i <= LE_NODES; i++)); do
+		wait "${pids[i - 1]}" || { cat "$LE_WORK/initdb$i.log" >&2; le_die "initdb node$i failed"; }
+		cat >>"$LE_WORK/node$i/postgresql.conf" <<-EOF
+			port = $((LE_PORT_BASE + i))
+			listen_addresses = ''
+			unix_socket_directories = '$LE_WORK'
+			shared_preload_libraries = 'leader_election'
+			leader_election.endpoints = '$LE_ETCD_URL'
+			leader_election.prefix = '$3'
+			leader_election.node_name = 'node$i'
+			leader_election.lease_ttl = $4
+			fsync = off
+			shared_buffers = 16MB
+			max_connections = 20
+		EOF
+	done
+}
+
+le_node_up() { pg_ctl -D "$LE_WORK/node$1" status >/dev/null 2>&1; }
+
+le_node_start() {
+	if ! pg_ctl -D "$LE_WORK/node$1" -l "$LE_WORK/node$1.log" -w -t 30 start >/dev/null; then
+		tail -n 30 "$LE_WORK/node$1.log" >&2
+		le_die "node$1 did not start"
+	fi
+}
+
+# $1: node, $2: pg_ctl shutdown mode (fast, immediate)
+le_node_stop() { pg_ctl -D "$LE_WORK/node$1" -m "$2" -w -t 30 stop >/dev/null; }
+
+# Runs SQL $2 on node $1; unaligned output, fields separated by '|'. Further arguments are
+# psql options that override these (e.g. -P format=aligned).
+le_psql() {
+	psql -X -A -t -q -v ON_ERROR_STOP=1 -h "$LE_WORK" -p $((LE_PORT_BASE + $1)) -U postgres \
+		-d postgres -c "$2" "${@:3}"
+}
+
+le_role() { le_psql "$1" "SELECT role FROM leader_status()"; }
+le_is_follower() { [[ $(le_role "$1") == follower ]]; }
+
+# Sets LE_LEADER to the running node whose leader_is_primary() is true, if any.
+le_find_leader() {
+	local i
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if le_node_up "$i" && [[ $(le_psql "$i" "SELECT leader_is_primary()") == t ]]; then
+			LE_LEADER=$i
+			return 0
+		fi
+	done
+	return 1
+}
+
+le_wait_leader() { le_until 30 le_find_leader || le_die "no node became leader within 30 s"; }
+
+# One table row per node: this node's own view from leader_status(); "valid" is how long its
+# leadership stays valid without another keepalive.
+le_status_table() {
+	local i row role leader pos token valid lease err
+	local fmt='  %-6s %-6s %-13s %-7s %-6s %-8s %-6s %-17s %s\n'
+	# shellcheck disable=SC2059 # the format is the variable
+	printf "$fmt" node port role leader queue fencing valid lease_id last_error
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if ! le_node_up "$i"; then
+			printf '  %-6s %-6s %-13s\n' "node$i" $((LE_PORT_BASE + i)) "(stopped)"
+			continue
+		fi
+		row=$(le_psql "$i" "SELECT role, coalesce(leader_name, '-'),
+			coalesce(queue_position::text, '-'), coalesce(fencing_token::text, '-'),
+			coalesce(round(extract(epoch FROM valid_until - clock_timestamp()), 1) || 's', '-'),
+			coalesce(to_hex(lease_id), '-'), translate(coalesce(last_error, ''), E'\n|', '  ')
+			FROM leader_status()")
+		IFS='|' read -r role leader pos token valid lease err <<<"$row"
+		# shellcheck disable=SC2059
+		printf "$fmt" "node$i" $((LE_PORT_BASE + i)) "$role" "$leader" "$pos" "$token" "$valid" \
+			"$lease" "$err"
+	done
+}
+
+# --- measuring a handover ---------------------------------------------------
+# Every running follower gets a session blocked in leader_wait(); the handover time is from the
+# trigger to the first of those calls returning true, as read from the server's clock (the same
+# clock as `date` on this machine).
+
+le_waiter_active() {
+	[[ $(le_psql "$1" "SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'le_wait' AND state = 'active'") == 1 ]]
+}
+
+# Sets LE_WINNER/LE_WON_AT when some waiter's leader_wait() returned true.
+le_waiter_won() {
+	local i line
+	for i in "${LE_WAITERS[@]}"; do
+		line=$(grep '^t|' "$LE_WORK/wait.$i" 2>/dev/null) || continue
+		LE_WINNER=$i
+		LE_WON_AT=${line#t|}
+		return 0
+	done
+	return 1
+}
+
+# $1: resign | fast | immediate. Acts on the current leader LE_LEADER and sets LE_OLD,
+# LE_WINNER and LE_HANDOVER_MS.
+le_handover() {
+	local i t0 pids=() out
+	LE_OLD=$LE_LEADER
+	LE_WAITERS=()
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if ((i != LE_OLD)) && le_node_up "$i"; then LE_WAITERS+=("$i"); fi
+	done
+	((${#LE_WAITERS[@]} > 0)) || le_die "no follower is running"
+	for i in "${LE_WAITERS[@]}"; do
+		PGAPPNAME=le_wait le_psql "$i" \
+			"SELECT leader_wait(30000), extract(epoch FROM clock_timestamp())" \
+			>"$LE_WORK/wait.$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${LE_WAITERS[@]}"; do
+		le_until 10 le_waiter_active "$i" || le_die "leader_wait() did not start on node$i"
+	done
+
+	case $1 in
+	resign)
+		# The server's clock just before leader_resign() runs (target list order).
+		out=$(le_psql "$LE_OLD" "SELECT extract(epoch FROM clock_timestamp()), leader_resign()")
+		[[ $out == *'|t' ]] || le_die "leader_resign() on node$LE_OLD returned '$out'"
+		t0=${out%|t}
+		;;
+	fast | immediate)
+		t0=$(le_now)
+		le_node_stop "$LE_OLD" "$1"
+		;;
+	*) le_die "le_handover: unknown trigger $1" ;;
+	esac
+
+	if ! le_until 40 le_waiter_won; then
+		for i in "${LE_WAITERS[@]}"; do echo "node$i: $(cat "$LE_WORK/wait.$i")" >&2; done
+		le_die "no follower became leader within 40 s after '$1' of node$LE_OLD"
+	fi
+	LE_HANDOVER_MS=$(le_ms "$t0" "$LE_WON_AT")
+	# The other followers still wait: cancel their leader_wait() calls.
+	for i in "${LE_WAITERS[@]}"; do
+		le_psql "$i" "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+			WHERE application_name = 'le_wait'" >/dev/null || true
+	done
+	wait "${pids[@]}" 2>/dev/null || true
+	LE_LEADER=$LE_WINNER
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# `make demo`: three PostgreSQL 15 nodes elect a leader through a throwaway etcd on loopback.
+# Shows each node's view and the etcd keys, then times three handovers: leader_resign(), a clean
+# stop (pg_ctl stop -m fast) and a crash (pg_ctl stop -m immediate). Needs no input; everything
+# it starts is stopped and removed on exit.
+set -euo pipefail
+source "$(dirname "$0")/cluster-lib.sh"
+
+if [[ ${LE_STAGE:-} != user ]]; then
+	le_prepare demo
+	le_run_user scripts/demo.sh
+	echo
+	echo "Demo finished: etcd and the nodes are stopped; $LE_WORK is removed."
+	exit 0
+fi
+
+PREFIX=/leader_election/demo
+TTL=2
+trap le_cleanup EXIT
+
+# Aligned psql output for tables shown as they are.
+show() {
+	le_psql "$1" "$2" -P format=aligned -P tuples_only=off -P footer=off | sed -e '/^$/d' -e 's/^/  /'
+}
+
+# True when every running node names node$LE_LEADER as leader: followers learn of a new leader
+# a few ms after it takes over, and the tables should show the settled state.
+views_agree() {
+	local i
+	for ((i = 1; i <= LE_NODES; i++)); do
+		le_node_up "$i" || continue
+		[[ $(le_psql "$i" "SELECT leader_name FROM leader_status()") == "node$LE_LEADER" ]] || return 1
+	done
+}
+
+etcd_keys() {
+	echo "  etcd keys under $PREFIX/ (key = prefix/lease id in hex, value = node name):"
+	le_etcdctl get --prefix "$PREFIX/" | paste - - | sed 's/^/    /'
+}
+
+le_heading "etcd: single member on 127.0.0.1:23793"
+le_etcd_start 23793 23803
+echo "  etcd $(etcd --version | sed -n "s/^etcd Version: //p"), $(le_etcdctl endpoint health 2>&1)"
+# The stock etcdctl election observer: prints each new leader (key, value) of this prefix,
+# which shows that the extension follows etcd's own election layout.
+etcdctl --endpoints="$LE_ETCD_URL" elect -l "$PREFIX" >"$LE_WORK/observer.log" 2>&1 &
+LE_BG_PIDS+=($!)
+
+le_heading "Three nodes: lease_ttl=${TTL}s, prefix $PREFIX, started one by one"
+le_nodes_init 3 54330 "$PREFIX" "$TTL"
+for i in 1 2 3; do
+	le_node_start "$i"
+	le_psql "$i" "CREATE EXTENSION leader_election"
+	if ((i == 1)); then
+		[[ $(le_psql 1 "SELECT leader_wait(10000)") == t ]] || le_die "node1 did not become leader"
+	else
+		le_until 10 le_is_follower "$i" || le_die "node$i did not become a follower"
+	fi
+	echo "  node$i: port $((LE_PORT_BASE + i)), CREATE EXTENSION done, role: $(le_role "$i")"
+done
+
+le_heading "Live view: leader_status() on every node, refreshed every second"
+for _ in 1 2 3; do
+	echo "  -- $(date +%T.%3N)"
+	le_status_table
+	sleep 1
+done
+echo
+echo "  leader_candidates() on node3 (the queue in etcd, oldest first):"
+show 3 "SELECT * FROM leader_candidates()"
+echo
+etcd_keys
+
+declare -A how_name=([resign]="leader_resign()" [fast]="pg_ctl stop -m fast"
+	[immediate]="pg_ctl stop -m immediate")
+declare -A how_step=([resign]=a [fast]=b [immediate]=c)
+summary=()
+for how in resign fast immediate; do
+	le_find_leader || le_die "no leader"
+	le_heading "(${how_step[$how]}) ${how_name[$how]} on the leader node$LE_LEADER"
+	echo "  every follower waits in SELECT leader_wait(30000); the clock runs from the trigger"
+	echo "  to the first of them returning true."
+	le_handover "$how"
+	echo "  node$LE_WINNER leads ${LE_HANDOVER_MS} ms after ${how_name[$how]} of node$LE_OLD"
+	if [[ $how == resign ]]; then
+		le_until 10 le_is_follower "$LE_OLD" || le_die "node$LE_OLD did not rejoin the queue"
+		echo "  node$LE_OLD rejoined at the tail of the queue"
+	fi
+	le_until 5 views_agree || echo "  (not all nodes name node$LE_LEADER as leader yet)"
+	echo
+	le_status_table
+	summary+=("$(printf '  %-26s node%s -> node%s %10s ms' "${how_name[$how]}" "$LE_OLD" \
+		"$LE_WINNER" "$LE_HANDOVER_MS")")
+done
+echo "  (after an immediate stop nobody releases the dead node's key: the successor waits until"
+echo "  its lease expires, about the TTL of ${TTL} s after its last keepalive)"
+
+le_heading "(d) restart the stopped nodes: they join at the tail of the queue"
+for i in 1 2 3; do
+	if ! le_node_up "$i"; then
+		le_node_start "$i"
+		le_until 10 le_is_follower "$i" || le_die "node$i did not become a follower"
+		echo "  node$i restarted, role: $(le_role "$i")"
+	fi
+done
+echo
+le_status_table
+echo
+le_find_leader || le_die "no leader"
+echo "  leader_candidates() on node$LE_LEADER:"
+show "$LE_LEADER" "SELECT * FROM leader_candidates()"
+echo
+etcd_keys
+
+le_heading "What 'etcdctl elect -l $PREFIX' observed (leader key, value)"
+paste - - <"$LE_WORK/observer.log" | sed 's/^/  /'
+
+le_heading "Summary: handover times (lease_ttl=${TTL}s)"
+printf '  %-26s %-14s %13s\n' trigger handover time
+printf '%s\n' "${summary[@]}"

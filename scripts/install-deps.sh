@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages needed to build, test, demo and benchmark leader_election.
+# Idempotent: a machine that already has everything does no apt work at all.
+set -euo pipefail
+
+packages=(
+	make gcc perl                       # build; prove runs the TAP tests
+	postgresql-15 postgresql-server-dev-15  # server, pg_ctl/initdb/pgbench, PGXS, PostgreSQL::Test::*
+	libcurl4-openssl-dev libcjson-dev   # the extension's HTTP and JSON libraries
+	etcd-server etcd-client             # etcd and etcdctl for tests, demo, bench
+	libipc-run-perl                     # needed by PostgreSQL::Test::Cluster
+	procps util-linux                   # pgrep; runuser to drop root
+	strace                              # bench/handover.sh syscall count
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]]; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "install-deps: all ${#packages[@]} packages already installed"
+	exit 0
+fi
+
+echo "install-deps: missing: ${missing[*]}"
+if ((EUID != 0)); then
+	echo "install-deps: not root; install them with: apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# Package scripts may start system etcd/PostgreSQL on 2379/5432; nothing here uses those ports.
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: installed ${missing[*]}"

@@ -1,0 +1,45 @@
+--
+-- leader_election.* settings: values from sql/regress.conf, check hooks
+-- (through ALTER SYSTEM, which validates without applying anything) and
+-- PGC_SIGHUP context (no SET in a session).
+--
+SHOW leader_election.endpoints;
+SHOW leader_election.prefix;
+SHOW leader_election.node_name;
+SHOW leader_election.lease_ttl;
+SHOW leader_election.request_timeout;
+
+SELECT name, context, vartype, min_val, max_val, boot_val
+FROM pg_settings WHERE name LIKE 'leader\_election.%' ORDER BY name;
+
+-- invalid values are rejected
+ALTER SYSTEM SET leader_election.lease_ttl = 1;
+ALTER SYSTEM SET leader_election.lease_ttl = 3601;
+ALTER SYSTEM SET leader_election.request_timeout = 99;
+ALTER SYSTEM SET leader_election.request_timeout = 60001;
+ALTER SYSTEM SET leader_election.endpoints = 'ftp://x';
+ALTER SYSTEM SET leader_election.endpoints = '';
+ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379,ftp://x';
+ALTER SYSTEM SET leader_election.prefix = '';
+ALTER SYSTEM SET leader_election.prefix = '/leader_election/';
+
+-- valid values are accepted (then reset; nothing is reloaded)
+ALTER SYSTEM SET leader_election.lease_ttl = 2;
+ALTER SYSTEM SET leader_election.lease_ttl = 3600;
+ALTER SYSTEM SET leader_election.request_timeout = 100;
+ALTER SYSTEM SET leader_election.request_timeout = 60000;
+ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379,https://etcd.example.com:2379';
+ALTER SYSTEM SET leader_election.prefix = '/a';
+ALTER SYSTEM SET leader_election.node_name = 'n1';
+ALTER SYSTEM RESET ALL;
+
+-- PGC_SIGHUP: cannot be changed in a session
+SET leader_election.lease_ttl = 5;
+SET leader_election.endpoints = 'http://127.0.0.1:2379';
+SET leader_election.prefix = '/x';
+SET leader_election.node_name = 'x';
+SET leader_election.request_timeout = 500;
+
+-- nothing above changed the running values
+SHOW leader_election.prefix;
+SHOW leader_election.lease_ttl;

@@ -1,0 +1,65 @@
+
+# Without leader_election in shared_preload_libraries, CREATE EXTENSION still
+# works, and every function fails with a hint about shared_preload_libraries.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Sys::Hostname qw(hostname);
+
+# t/ holds the helper modules (PROVE_FLAGS in the Makefile is reset by PGXS)
+use FindBin;
+use lib $FindBin::RealBin;
+
+use LeaderElectionTest;
+
+my $node = le_node('plain', undef, preload => 0);
+ok(1, 'CREATE EXTENSION works without the library preloaded');
+
+is( $node->safe_psql(
+		'postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'leader_election'"),
+	'1.0',
+	'extension 1.0 installed');
+
+foreach my $call (
+	'SELECT leader_is_primary()',
+	'SELECT leader_wait(0)',
+	'SELECT leader_wait()',
+	'SELECT * FROM leader_status()',
+	'SELECT * FROM leader_candidates()',
+	'SELECT leader_resign()')
+{
+	my ($ret, $out, $err) = $node->psql('postgres', $call);
+	isnt($ret, 0, "$call fails");
+	like($err, qr/ERROR:  /, "$call raises an error");
+	like($err, qr/HINT:  .*shared_preload_libraries/,
+		"$call hints at shared_preload_libraries");
+}
+
+# the server itself is unaffected
+is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server still works');
+$node->stop;
+
+# Preloaded, without node_name, and no etcd at all (a reserved, unused port):
+# the node is named '<hostname>:<port>' and waits, disconnected.
+my $dead_port = PostgreSQL::Test::Cluster::get_free_port();
+my $lone = le_node(
+	'lone', undef,
+	endpoints => "http://127.0.0.1:$dead_port",
+	node_name => undef);
+ok( le_poll(
+		$lone,
+		'SELECT role, last_error IS NOT NULL, leader_name IS NULL, '
+		  . 'leader_is_primary() FROM leader_status()',
+		'disconnected|t|t|f', 30),
+	'without etcd: disconnected, last_error set, leader unknown');
+is( $lone->safe_psql('postgres', 'SELECT node_name FROM leader_status()'),
+	hostname() . ':' . $lone->port,
+	"default node_name is '<hostname>:<port>'");
+$lone->stop;
+
+done_testing();

@@ -1,0 +1,253 @@
+
+# Copyright: part of the leader_election extension's test suite.
+
+=pod
+
+=head1 NAME
+
+LeaderElectionTest - PostgreSQL nodes running leader_election, and bounded polls
+
+=head1 SYNOPSIS
+
+  use EtcdServer;
+  use LeaderElectionTest;
+
+  my $etcd = EtcdServer->new; $etcd->start;
+  my $n1 = le_node('node1', $etcd, prefix => '/leader_election/t1', lease_ttl => 2);
+  ok(le_wait_leader($n1, 30), 'node1 leads');
+  my $st = le_status($n1);          # hash of leader_status() columns
+  my @q  = le_candidates($n1);      # list of hashes of leader_candidates()
+  ok(le_poll($n1, 'SELECT queue_position FROM leader_status()', '1', 30), ...);
+
+=cut
+
+package LeaderElectionTest;
+
+use strict;
+use warnings;
+
+use Carp;
+use Exporter 'import';
+use Time::HiRes qw(usleep time);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(
+  le_node le_poll le_wait_leader le_status le_candidates le_leaders
+  le_candidate_names
+);
+
+my @status_cols = qw(role node_name leader_name queue_position lease_id
+  lease_ttl fencing_token valid_until endpoint last_error role_since);
+my @cand_cols = qw(position node_name key create_revision lease_id is_self);
+
+=pod
+
+=head1 FUNCTIONS
+
+=over
+
+=item le_node($name, $etcd, %params) => PostgreSQL::Test::Cluster
+
+Creates, configures and (unless start => 0) starts a node and creates the
+extension in database postgres. Parameters:
+
+  prefix     leader_election.prefix (default '/leader_election/tap')
+  lease_ttl  leader_election.lease_ttl (default: not set, i.e. 10)
+  node_name  leader_election.node_name (default: $name; undef: not set)
+  endpoints  leader_election.endpoints (default: $etcd->url)
+  preload    put leader_election in shared_preload_libraries (default 1)
+  extra_conf more postgresql.conf lines
+  start      start the node and CREATE EXTENSION (default 1)
+
+=cut
+
+sub le_node
+{
+	my ($name, $etcd, %p) = @_;
+	$p{preload} = 1 unless defined $p{preload};
+	$p{start}   = 1 unless defined $p{start};
+
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+
+	my $conf = "max_connections = 20\nshared_buffers = 16MB\n";
+	if ($p{preload})
+	{
+		my $endpoints =
+		  defined $p{endpoints} ? $p{endpoints} : $etcd->url;
+		my $prefix = defined $p{prefix} ? $p{prefix} : '/leader_election/tap';
+		# node_name => undef leaves it unset (default: '<hostname>:<port>')
+		my $nn = exists $p{node_name} ? $p{node_name} : $name;
+		$conf .= "shared_preload_libraries = 'leader_election'\n";
+		$conf .= "leader_election.endpoints = '$endpoints'\n";
+		$conf .= "leader_election.prefix = '$prefix'\n";
+		$conf .= "leader_election.node_name = '$nn'\n" if defined $nn;
+		$conf .= "leader_election.lease_ttl = $p{lease_ttl}\n"
+		  if defined $p{lease_ttl};
+	}
+	$conf .= "$p{extra_conf}\n" if defined $p{extra_conf};
+	$node->append_conf('postgresql.conf', $conf);
+
+	if ($p{start})
+	{
+		$node->start;
+		$node->safe_psql('postgres', 'CREATE EXTENSION leader_election');
+	}
+	return $node;
+}
+
+=pod
+
+=item le_poll($node, $query, $expected, $timeout_s = 30) => bool
+
+Runs $query every 100 ms until its output (psql -At) equals $expected (a
+string, or a qr// that must match), at most $timeout_s seconds. Query errors
+count as "not yet". On timeout, prints the last output and returns 0.
+
+=cut
+
+sub le_poll
+{
+	my ($node, $query, $expected, $timeout) = @_;
+	$timeout = 30 unless defined $timeout;
+	my $deadline = time() + $timeout;
+	my ($out, $err);
+	while (1)
+	{
+		my $rc = $node->psql('postgres', $query,
+			stdout => \$out, stderr => \$err, timeout => 30);
+		$out = '' unless defined $out;
+		if ($rc == 0)
+		{
+			return 1
+			  if (ref $expected eq 'Regexp' && $out =~ $expected)
+			  || (!ref $expected && $out eq $expected);
+		}
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	diag "le_poll timed out after ${timeout}s on node "
+	  . $node->name
+	  . "\nquery: $query\nexpected: $expected\nlast output: $out\nstderr: "
+	  . ($err // '');
+	return 0;
+}
+
+=pod
+
+=item le_wait_leader($node, $timeout_s = 30) => bool
+
+True as soon as leader_is_primary() is true on $node (polled every 100 ms).
+
+=cut
+
+sub le_wait_leader
+{
+	my ($node, $timeout) = @_;
+	return le_poll($node, 'SELECT leader_is_primary()', 't', $timeout);
+}
+
+=pod
+
+=item le_status($node) => hashref
+
+leader_status() as a hash; NULL columns are undef.
+
+=cut
+
+sub le_status
+{
+	my $node = shift;
+	my $out  = $node->safe_psql('postgres',
+		    "SELECT "
+		  . join(", ",
+			map { "coalesce(${_}::text, '<NULL>')" } @status_cols)
+		  . " FROM leader_status()",
+		extra_params => [ '-F', "\x1f" ]);
+	my @vals = split /\x1f/, $out, -1;
+	croak "unexpected leader_status() output: $out"
+	  unless @vals == @status_cols;
+	my %h;
+	@h{@status_cols} = map { $_ eq '<NULL>' ? undef : $_ } @vals;
+	return \%h;
+}
+
+=pod
+
+=item le_candidates($node) => list of hashrefs
+
+leader_candidates() rows in position order (is_self as 't'/'f').
+
+=cut
+
+sub le_candidates
+{
+	my $node = shift;
+	my $out  = $node->safe_psql('postgres',
+		"SELECT "
+		  . join(", ",
+			map { "coalesce(\"$_\"::text, '<NULL>')" } @cand_cols)
+		  . " FROM leader_candidates() ORDER BY \"position\"",
+		extra_params => [ '-F', "\x1f" ]);
+	my @rows;
+	foreach my $line (split /\n/, $out)
+	{
+		my @vals = split /\x1f/, $line, -1;
+		croak "unexpected leader_candidates() output: $line"
+		  unless @vals == @cand_cols;
+		my %h;
+		@h{@cand_cols} = map { $_ eq '<NULL>' ? undef : $_ } @vals;
+		# boolean::text is 'true'/'false'; psql shows 't'/'f'
+		$h{is_self} = $h{is_self} eq 'true' ? 't' : 'f'
+		  if defined $h{is_self};
+		push @rows, \%h;
+	}
+	return @rows;
+}
+
+=pod
+
+=item le_candidate_names($node) => "name0,name1,..."
+
+node_name of leader_candidates() in queue order, comma-separated.
+
+=cut
+
+sub le_candidate_names
+{
+	my $node = shift;
+	return join(',', map { $_->{node_name} } le_candidates($node));
+}
+
+=pod
+
+=item le_leaders(@nodes) => list of nodes where leader_is_primary() is true
+
+Nodes that are not running are skipped.
+
+=cut
+
+sub le_leaders
+{
+	my @nodes = @_;
+	my @leaders;
+	foreach my $n (@nodes)
+	{
+		my $out = '';
+		my $rc = $n->psql('postgres', 'SELECT leader_is_primary()',
+			stdout => \$out, timeout => 30);
+		push @leaders, $n if $rc == 0 && $out eq 't';
+	}
+	return @leaders;
+}
+
+=pod
+
+=back
+
+=cut
+
+1;
