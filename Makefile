@@ -10,7 +10,8 @@ OBJS = \
 	src/etcd_api.o \
 	src/election.o \
 	src/worker.o \
-	src/sql_api.o
+	src/sql_api.o \
+	src/fence.o
 
 EXTENSION = leader_election
 DATA = sql/leader_election--1.0.sql

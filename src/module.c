@@ -1,7 +1,8 @@
 /*
  * module.c
- *		Module entry: the leader_election.* settings with their checks, the
- *		shared-memory hooks and the background worker's registration.
+ *		Module entry: the leader_election.* settings with their checks, and
+ *		the registration of the shared-memory hooks, the write fence and the
+ *		background worker.
  */
 #include "postgres.h"
 
@@ -13,6 +14,7 @@
 #include "postmaster/postmaster.h"
 #include "utils/guc.h"
 
+#include "fence.h"
 #include "leader_election.h"
 
 PG_MODULE_MAGIC;
@@ -223,12 +225,27 @@ _PG_init(void)
 							1000, 100, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("leader_election.fence_writes",
+							 "Refuses writes on a node that is not the leader.",
+							 "Checked at every statement and again at commit.",
+							 &le_fence_writes,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("leader_election.fence_bypass",
+							 "Lets this session write although the node is not the leader.",
+							 "For maintenance by superusers; every use is logged.",
+							 &le_fence_bypass,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("leader_election");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
 	le_shmem_request();
+	le_fence_install();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;

@@ -1,0 +1,14 @@
+/*
+ * fence.h
+ *		The write fence: hooks that refuse writes on a node that does not lead.
+ */
+#ifndef LEADER_ELECTION_FENCE_H
+#define LEADER_ELECTION_FENCE_H
+
+extern bool le_fence_writes;
+extern bool le_fence_bypass;
+
+/* From _PG_init, while shared_preload_libraries is processed. */
+extern void le_fence_install(void);
+
+#endif
