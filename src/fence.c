@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "postmaster/bgworker.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -78,20 +79,23 @@ fence_applies(void)
 	return !RecoveryInProgress();
 }
 
-/* Not the leader, fence on, and no superuser bypass in effect. */
+/*
+ * Not the leader, fence on, and no superuser bypass in effect.  A bypass is
+ * logged where a statement starts (log_bypass), once per statement.
+ */
 static bool
-fenced_now(void)
+fenced_now(bool log_bypass)
 {
 	if (!fence_applies() || le_is_leader_now())
 		return false;
-	if (le_fence_bypass)
-	{
+	if (!le_fence_bypass)
+		return true;
+	if (log_bypass)
 		ereport(LOG,
 				(errmsg("leader_election: fence bypassed by role \"%s\" on a node that is not the leader",
-						GetUserNameFromId(GetUserId(), false))));
-		return false;
-	}
-	return true;
+						GetUserNameFromId(GetUserId(), false)),
+				 debug_query_string ? errdetail("Statement: %s", debug_query_string) : 0));
+	return false;
 }
 
 /*
@@ -99,9 +103,9 @@ fenced_now(void)
  * when the node leads, gives the user back their own setting.
  */
 static bool
-enter_statement(void)
+enter_statement(bool log_bypass)
 {
-	bool		fenced = fenced_now();
+	bool		fenced = fenced_now(log_bypass);
 
 	if (fenced)
 	{
@@ -185,7 +189,7 @@ rethrow_as_fence_error(MemoryContext context)
 static void
 fence_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (own_extension_depth == 0 && enter_statement())
+	if (own_extension_depth == 0 && enter_statement(true))
 		RUN_FENCED(prev_executor_start ? prev_executor_start(queryDesc, eflags)
 				   : standard_ExecutorStart(queryDesc, eflags));
 	else if (prev_executor_start)
@@ -198,7 +202,7 @@ static void
 fence_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 				   uint64 count, bool execute_once)
 {
-	if (own_extension_depth == 0 && enter_statement())
+	if (own_extension_depth == 0 && enter_statement(false))
 		RUN_FENCED(prev_executor_run ? prev_executor_run(queryDesc, direction, count, execute_once)
 				   : standard_ExecutorRun(queryDesc, direction, count, execute_once));
 	else if (prev_executor_run)
@@ -326,7 +330,7 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	 prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc) : \
 	 standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc))
 
-	if (own_extension_depth > 0 || !enter_statement())
+	if (own_extension_depth > 0 || !enter_statement(true))
 	{
 		CALL_NEXT();
 		return;
@@ -396,7 +400,7 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && is_large_object_write(objectId) &&
-		own_extension_depth == 0 && fenced_now())
+		own_extension_depth == 0 && fenced_now(false))
 		fence_error("large objects cannot be written");
 }
 
@@ -408,7 +412,7 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			if (TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
-				(ran_unfenced || statements_fenced == 0) && fenced_now())
+				(ran_unfenced || statements_fenced == 0) && fenced_now(false))
 				fence_error(event == XACT_EVENT_PRE_COMMIT ?
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit" :
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot be prepared");
