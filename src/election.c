@@ -302,6 +302,20 @@ election_next_timeout_ms(Election *e)
 
 /* ---- handling answers ---- */
 
+/*
+ * etcd granted or renewed the lease for ttl_s from a request sent at
+ * sent_us; etcd's countdown started later, so ours ends first.
+ */
+static void
+lease_answered(Election *e, uint64 sent_us, int ttl_s)
+{
+	uint64		ttl_us = (uint64) ttl_s * 1000000;
+
+	e->lease_ttl_s = ttl_s;
+	e->lease_valid_until = Max(e->lease_valid_until, sent_us + ttl_us - margin_us(ttl_s));
+	e->next_renewal = sent_us + ttl_us / 3;
+}
+
 static void
 granted(Election *e, EtcdRequest *req)
 {
@@ -316,9 +330,7 @@ granted(Election *e, EtcdRequest *req)
 		return;
 	}
 	e->lease_id = lease_id;
-	e->lease_ttl_s = ttl_s;
-	e->lease_valid_until = req->started_us + (uint64) ttl_s * 1000000 - margin_us(ttl_s);
-	e->next_renewal = req->started_us + (uint64) ttl_s * 1000000 / 3;
+	lease_answered(e, req->started_us, ttl_s);
 	etcd_lease_hex(lease_id, hex, sizeof(hex));
 	snprintf(e->key, sizeof(e->key), "%s/%s", e->config.prefix, hex);
 	e->create_revision = 0;
@@ -343,10 +355,7 @@ renewed(Election *e, EtcdRequest *req)
 		leave(e, "etcd expired its lease", false);
 		return;
 	}
-	e->lease_ttl_s = ttl_s;
-	e->lease_valid_until = Max(e->lease_valid_until,
-							   req->started_us + (uint64) ttl_s * 1000000 - margin_us(ttl_s));
-	e->next_renewal = req->started_us + (uint64) ttl_s * 1000000 / 3;
+	lease_answered(e, req->started_us, ttl_s);
 	if (e->create_revision != 0)
 		e->look_needed = true;
 }

@@ -58,7 +58,7 @@ new_object(void)
 	return obj;
 }
 
-/* cJSON adds nothing on allocation failure; check the whole tree once. */
+/* Sends body and frees it: etcd_post() keeps its own serialised copy. */
 static EtcdRequest *
 post_and_free(EtcdClient *c, const char *path, cJSON *body, int timeout_ms,
 			  int connect_timeout_ms, int tag)
@@ -84,31 +84,33 @@ create_revision_compare(const char *key, int64 create_revision)
 	return compares;
 }
 
-EtcdRequest *
-etcd_lease_grant(EtcdClient *c, int ttl_s, int timeout_ms, int tag)
+/* The lease calls take one integer field. */
+static EtcdRequest *
+post_integer(EtcdClient *c, const char *path, const char *field, int64 value,
+			 int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 
-	add_int64(body, "TTL", ttl_s);
-	return post_and_free(c, ETCD_PATH_GRANT, body, timeout_ms, timeout_ms, tag);
+	add_int64(body, field, value);
+	return post_and_free(c, path, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_lease_grant(EtcdClient *c, int ttl_s, int timeout_ms, int tag)
+{
+	return post_integer(c, ETCD_PATH_GRANT, "TTL", ttl_s, timeout_ms, tag);
 }
 
 EtcdRequest *
 etcd_lease_keepalive(EtcdClient *c, int64 lease_id, int timeout_ms, int tag)
 {
-	cJSON	   *body = new_object();
-
-	add_int64(body, "ID", lease_id);
-	return post_and_free(c, ETCD_PATH_KEEPALIVE, body, timeout_ms, timeout_ms, tag);
+	return post_integer(c, ETCD_PATH_KEEPALIVE, "ID", lease_id, timeout_ms, tag);
 }
 
 EtcdRequest *
 etcd_lease_revoke(EtcdClient *c, int64 lease_id, int timeout_ms, int tag)
 {
-	cJSON	   *body = new_object();
-
-	add_int64(body, "ID", lease_id);
-	return post_and_free(c, ETCD_PATH_REVOKE, body, timeout_ms, timeout_ms, tag);
+	return post_integer(c, ETCD_PATH_REVOKE, "ID", lease_id, timeout_ms, tag);
 }
 
 EtcdRequest *
