@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "postmaster/bgworker.h"
+#include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
@@ -60,7 +61,13 @@ static bool user_read_only = false;
 /* Depth of CREATE/ALTER EXTENSION leader_election: its script runs freely. */
 static int	own_extension_depth = 0;
 
-/* Client backends and other extensions' workers; not core's, not ours. */
+/* Set while EXPLAIN (no ANALYZE) initialises a plan it will not run. */
+static bool explain_only = false;
+
+/*
+ * Client backends, walsenders (which run SQL in replication=database mode)
+ * and other extensions' workers; not core's workers, not ours.
+ */
 static bool
 fence_applies(void)
 {
@@ -73,7 +80,7 @@ fence_applies(void)
 			strcmp(MyBgworkerEntry->bgw_library_name, "leader_election") == 0)
 			return false;
 	}
-	else if (MyBackendType != B_BACKEND)
+	else if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
 		return false;
 	/* A server in recovery refuses writes by itself. */
 	return !RecoveryInProgress();
@@ -187,15 +194,47 @@ rethrow_as_fence_error(MemoryContext context)
 	} while (0)
 
 static void
-fence_executor_start(QueryDesc *queryDesc, int eflags)
+call_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (own_extension_depth == 0 && enter_statement(true))
-		RUN_FENCED(prev_executor_start ? prev_executor_start(queryDesc, eflags)
-				   : standard_ExecutorStart(queryDesc, eflags));
-	else if (prev_executor_start)
+	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+call_executor_run(QueryDesc *queryDesc, ScanDirection direction,
+				  uint64 count, bool execute_once)
+{
+	if (prev_executor_run)
+		prev_executor_run(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
+static void
+fence_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+	{
+		/* Nothing will run, but setting up the plan announces its functions. */
+		bool		was_explain_only = explain_only;
+
+		explain_only = true;
+		PG_TRY();
+		{
+			call_executor_start(queryDesc, eflags);
+		}
+		PG_FINALLY();
+		{
+			explain_only = was_explain_only;
+		}
+		PG_END_TRY();
+	}
+	else if (own_extension_depth == 0 && enter_statement(true))
+		RUN_FENCED(call_executor_start(queryDesc, eflags));
+	else
+		call_executor_start(queryDesc, eflags);
 }
 
 static void
@@ -203,12 +242,9 @@ fence_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 				   uint64 count, bool execute_once)
 {
 	if (own_extension_depth == 0 && enter_statement(false))
-		RUN_FENCED(prev_executor_run ? prev_executor_run(queryDesc, direction, count, execute_once)
-				   : standard_ExecutorRun(queryDesc, direction, count, execute_once));
-	else if (prev_executor_run)
-		prev_executor_run(queryDesc, direction, count, execute_once);
+		RUN_FENCED(call_executor_run(queryDesc, direction, count, execute_once));
 	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		call_executor_run(queryDesc, direction, count, execute_once);
 }
 
 /* CREATE TEMP ... or CREATE ... pg_temp.name */
@@ -269,6 +305,12 @@ is_temp_relation_ddl(Node *stmt)
 			return is_temp_relation(((AlterTableStmt *) stmt)->relation);
 		case T_AlterSeqStmt:
 			return is_temp_relation(((AlterSeqStmt *) stmt)->sequence);
+		case T_RenameStmt:
+			{
+				RangeVar   *relation = ((RenameStmt *) stmt)->relation;
+
+				return relation != NULL && is_temp_relation(relation);
+			}
 		case T_DropStmt:
 			{
 				DropStmt   *drop = (DropStmt *) stmt;
@@ -360,8 +402,15 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	/* PostgreSQL allows it in read-only transactions; it still commits writes. */
 	if (IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
-	{
 		fence_error("COMMIT PREPARED would commit writes made elsewhere");
+	/* BEGIN READ ONLY, SET TRANSACTION ...: the user's own choice, kept. */
+	if (IsA(stmt, TransactionStmt) || IsA(stmt, VariableSetStmt))
+	{
+		XactReadOnly = user_read_only;
+		CALL_NEXT();
+		user_read_only = XactReadOnly;
+		XactReadOnly = true;
+		return;
 	}
 	RUN_FENCED(CALL_NEXT());
 #undef CALL_NEXT
@@ -400,7 +449,7 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && is_large_object_write(objectId) &&
-		own_extension_depth == 0 && fenced_now(false))
+		own_extension_depth == 0 && !explain_only && fenced_now(false))
 		fence_error("large objects cannot be written");
 }
 
@@ -411,7 +460,9 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			if (TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
+			/* At exit, a session drops its temporary objects: let it. */
+			if (!proc_exit_inprogress &&
+				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
 				(ran_unfenced || statements_fenced == 0) && fenced_now(false))
 				fence_error(event == XACT_EVENT_PRE_COMMIT ?
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit" :
