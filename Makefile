@@ -24,7 +24,7 @@ SHLIB_LINK = -lcurl -lcjson
 
 # pg_regress starts its own instance with the library preloaded; the etcd it
 # talks to is started by scripts/test.sh (see sql/regress.conf).
-REGRESS = api guc
+REGRESS = api guc fence
 REGRESS_OPTS = --temp-config=$(srcdir)/sql/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress
 
 TAP_TESTS = 1

@@ -148,7 +148,8 @@ fence_error(const char *reason)
 	LWLockAcquire(&le_shared->lock, LW_SHARED);
 	strlcpy(node_name, le_shared->node_name, sizeof(node_name));
 	strlcpy(leader_name, le_shared->leader_name, sizeof(leader_name));
-	leader_known = le_shared->leader_known && le_shared->role != LE_ROLE_DISCONNECTED;
+	/* Only a follower's view names a leader: ours has lapsed, if we led. */
+	leader_known = le_shared->leader_known && le_shared->role == LE_ROLE_FOLLOWER;
 	token = le_shared->fencing_token;
 	LWLockRelease(&le_shared->lock);
 
@@ -348,11 +349,29 @@ is_own_extension_ddl(Node *stmt)
 		case T_AlterExtensionStmt:
 			return strcmp(((AlterExtensionStmt *) stmt)->extname, "leader_election") == 0;
 		case T_DropStmt:
-			if (((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+			/* CASCADE would drop the user's objects that depend on it */
+			if (((DropStmt *) stmt)->removeType != OBJECT_EXTENSION ||
+				((DropStmt *) stmt)->behavior == DROP_CASCADE)
 				return false;
 			foreach(lc, ((DropStmt *) stmt)->objects)
 				if (strcmp(strVal(lfirst(lc)), "leader_election") != 0)
 					return false;
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+ends_transaction(Node *stmt)
+{
+	if (!IsA(stmt, TransactionStmt))
+		return false;
+	switch (((TransactionStmt *) stmt)->kind)
+	{
+		case TRANS_STMT_COMMIT:
+		case TRANS_STMT_ROLLBACK:
+		case TRANS_STMT_PREPARE:
 			return true;
 		default:
 			return false;
@@ -372,7 +391,9 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	 prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc) : \
 	 standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc))
 
-	if (own_extension_depth > 0 || !enter_statement(true))
+	/* SET and SHOW write nothing: no bypass to log (RESET of it included) */
+	if (own_extension_depth > 0 ||
+		!enter_statement(!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt)))
 	{
 		CALL_NEXT();
 		return;
@@ -403,13 +424,18 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 		fence_error("COMMIT PREPARED would commit writes made elsewhere");
-	/* BEGIN READ ONLY, SET TRANSACTION ...: the user's own choice, kept. */
+	/*
+	 * BEGIN READ ONLY, SET TRANSACTION ...: the user's own choice, kept.
+	 * After COMMIT or ROLLBACK the flag stays the user's: AND CHAIN carries
+	 * it into the next transaction, whose first statement is fenced anew.
+	 */
 	if (IsA(stmt, TransactionStmt) || IsA(stmt, VariableSetStmt))
 	{
 		XactReadOnly = user_read_only;
 		CALL_NEXT();
 		user_read_only = XactReadOnly;
-		XactReadOnly = true;
+		if (!ends_transaction(stmt))
+			XactReadOnly = true;
 		return;
 	}
 	RUN_FENCED(CALL_NEXT());

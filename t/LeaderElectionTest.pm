@@ -19,6 +19,12 @@ LeaderElectionTest - PostgreSQL nodes running leader_election, and bounded polls
   my @q  = le_candidates($n1);      # list of hashes of leader_candidates()
   ok(le_poll($n1, 'SELECT queue_position FROM leader_status()', '1', 30), ...);
 
+  # the write fence
+  le_bypass_psql($n2, 'CREATE TABLE t (id int)');   # on a follower, too
+  my ($state, $err) = le_sqlstate($n2, 'INSERT INTO t VALUES (1)');  # '25006'
+  my $leader = le_wait_one_leader(30, $n1, $n2);
+  kill 'STOP', le_worker_pid($n1);
+
 =cut
 
 package LeaderElectionTest;
@@ -36,7 +42,8 @@ use Test::More;
 
 our @EXPORT = qw(
   le_node le_poll le_wait_leader le_status le_candidates le_leaders
-  le_candidate_names
+  le_candidate_names le_wait_one_leader le_worker_pid le_sqlstate
+  le_bypass_psql le_bg_query
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -242,6 +249,138 @@ sub le_leaders
 		push @leaders, $n if $rc == 0 && $out eq 't';
 	}
 	return @leaders;
+}
+
+=pod
+
+=item le_wait_one_leader($timeout_s, @nodes) => node or undef
+
+Polls le_leaders(@nodes) every 100 ms until exactly one node leads; returns
+it, or undef (with a diagnostic) after $timeout_s seconds.
+
+=cut
+
+sub le_wait_one_leader
+{
+	my ($timeout, @nodes) = @_;
+	my $deadline = time() + $timeout;
+	my @leaders;
+	while (1)
+	{
+		@leaders = le_leaders(@nodes);
+		return $leaders[0] if @leaders == 1;
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	diag "le_wait_one_leader: "
+	  . scalar(@leaders)
+	  . " leaders after ${timeout}s: "
+	  . join(',', map { $_->name } @leaders);
+	return undef;
+}
+
+=pod
+
+=item le_worker_pid($node) => pid
+
+The pid of the node's leader_election background worker (a child of its
+postmaster titled "postgres: [cluster_name: ]leader_election worker"; it has no
+database connection, so it is not in pg_stat_activity). Dies if there is none.
+
+=cut
+
+sub le_worker_pid
+{
+	my $node = shift;
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	open(my $fh, '<', $pidfile) or croak "cannot read $pidfile: $!";
+	my $postmaster = <$fh>;
+	close $fh;
+	chomp $postmaster;
+	foreach my $dir (glob('/proc/[0-9]*'))
+	{
+		my ($stat, $cmdline);
+		next unless open(my $sf, '<', "$dir/stat");
+		$stat = <$sf>;
+		close $sf;
+		# pid (comm) state ppid ...; comm may contain spaces and ')'
+		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s;
+		next unless $1 == $postmaster;
+		next unless open(my $cf, '<', "$dir/cmdline");
+		$cmdline = <$cf> // '';
+		close $cf;
+		next unless $cmdline =~ /^postgres: (?:[^:]*: )?leader_election worker/;
+		return (split m{/}, $dir)[-1];
+	}
+	croak "no leader_election worker below postmaster $postmaster of node "
+	  . $node->name;
+}
+
+=pod
+
+=item le_sqlstate($node, $sql, %params) => ($sqlstate, $stderr)
+
+Runs $sql in database postgres with VERBOSITY verbose. Returns '00000' if it
+succeeded, else the SQLSTATE of the first error, and psql's stderr (message,
+DETAIL, HINT). With bypass => 1 the session sets
+leader_election.fence_bypass first; replication => 'database' connects to a
+walsender (which runs SQL in that mode).
+
+=cut
+
+sub le_sqlstate
+{
+	my ($node, $sql, %p) = @_;
+	my ($out, $err) = ('', '');
+	my $script = "\\set VERBOSITY verbose\n";
+	$script .= "SET leader_election.fence_bypass = on;\n" if $p{bypass};
+	$script .= $sql;
+	my $rc = $node->psql('postgres', $script,
+		stdout => \$out, stderr => \$err, timeout => 60,
+		on_error_stop => 1, replication => $p{replication});
+	return ('00000', $err) if $rc == 0;
+	return ($1, $err) if $err =~ /ERROR:\s+([0-9A-Z]{5}):/;
+	return ("rc $rc", $err);
+}
+
+=pod
+
+=item le_bypass_psql($node, $sql) => stdout
+
+safe_psql in a session with leader_election.fence_bypass on: sets a node up
+whether it leads or not.
+
+=cut
+
+sub le_bypass_psql
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres',
+		"SET leader_election.fence_bypass = on;\n$sql");
+}
+
+=pod
+
+=item le_bg_query($bg, $sql) => ($stdout, $stderr)
+
+Runs $sql in a BackgroundPsql session (started with on_error_stop => 0) and
+returns its output and the stderr of this query only (BackgroundPsql keeps
+stderr across queries). Quiet: BackgroundPsql's notes of every query and its
+output are left out of the test log (tests that sample in a loop would fill
+it).
+
+=cut
+
+sub le_bg_query
+{
+	my ($bg, $sql) = @_;
+	$bg->{stderr} = '';
+	no warnings 'redefine';
+	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
+	my $out = $bg->query($sql);
+	my $err = $bg->{stderr};
+	$bg->{stderr} = '';
+	return ($out, $err);
 }
 
 =pod
