@@ -2,7 +2,7 @@
 # `make demo`: three PostgreSQL 15 nodes elect a leader through a throwaway etcd on loopback.
 # Shows each node's view and the etcd keys, then times three handovers: leader_resign(), a clean
 # stop (pg_ctl stop -m fast) and a crash (pg_ctl stop -m immediate). Needs no input; everything
-# it starts is stopped and removed on exit.
+# it starts is stopped and removed on exit. Ends with the write fence refusing a follower's write.
 set -euo pipefail
 source "$(dirname "$0")/cluster-lib.sh"
 
@@ -111,6 +111,19 @@ echo "  leader_candidates() on node$LE_LEADER:"
 show "$LE_LEADER" "SELECT * FROM leader_candidates()"
 echo
 etcd_keys
+
+le_heading "(e) write fencing: only the leader node$LE_LEADER accepts writes"
+follower=$((LE_LEADER % 3 + 1))
+for i in 1 2 3; do
+	# each node is its own database here: create the table everywhere (bypass: superuser only)
+	le_psql "$i" "SET leader_election.fence_bypass = on; CREATE TABLE IF NOT EXISTS demo (note text)" >/dev/null
+done
+echo "  on the leader node$LE_LEADER:"
+le_psql "$LE_LEADER" "INSERT INTO demo VALUES ('written on the leader') RETURNING 'INSERT ok: ' || note" 2>&1 | sed 's/^/    /'
+echo "  on the follower node$follower:"
+le_psql "$follower" "INSERT INTO demo VALUES ('written on a follower')" 2>&1 | sed 's/^/    /' || true
+echo "  (SQLSTATE 25006; a transaction that wrote while its node led cannot COMMIT after it lost"
+echo "  leadership either)"
 
 le_heading "What 'etcdctl elect -l $PREFIX' observed (leader key, value)"
 paste - - <"$LE_WORK/observer.log" | sed 's/^/  /'
