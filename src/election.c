@@ -177,8 +177,8 @@ step_down(Election *e)
 
 /*
  * Leaves the queue and forgets the lease (revoking it); the next step
- * grants a new one and campaigns at the tail.  With release, the key is deleted (compared
- * by create revision) as well as the lease revoked, for a clean handover.
+ * grants a new one and campaigns at the tail.  With release, the key is
+ * also deleted (compared by create revision), for a clean handover.
  */
 static void
 leave(Election *e, const char *reason, bool release)
