@@ -165,21 +165,33 @@ leader_status() as a hash; NULL columns are undef.
 
 =cut
 
+# Rows of "SELECT <cols> FROM $from" as hashrefs (NULL => undef).
+sub _query_rows
+{
+	my ($node, $from, @cols) = @_;
+	my $out = $node->safe_psql('postgres',
+		"SELECT "
+		  . join(", ", map { "coalesce(\"$_\"::text, '<NULL>')" } @cols)
+		  . " FROM $from",
+		extra_params => [ '-F', "\x1f" ]);
+	my @rows;
+	foreach my $line (split /\n/, $out)
+	{
+		my @vals = split /\x1f/, $line, -1;
+		croak "unexpected output of $from: $line" unless @vals == @cols;
+		my %h;
+		@h{@cols} = map { $_ eq '<NULL>' ? undef : $_ } @vals;
+		push @rows, \%h;
+	}
+	return @rows;
+}
+
 sub le_status
 {
 	my $node = shift;
-	my $out  = $node->safe_psql('postgres',
-		    "SELECT "
-		  . join(", ",
-			map { "coalesce(${_}::text, '<NULL>')" } @status_cols)
-		  . " FROM leader_status()",
-		extra_params => [ '-F', "\x1f" ]);
-	my @vals = split /\x1f/, $out, -1;
-	croak "unexpected leader_status() output: $out"
-	  unless @vals == @status_cols;
-	my %h;
-	@h{@status_cols} = map { $_ eq '<NULL>' ? undef : $_ } @vals;
-	return \%h;
+	my @rows = _query_rows($node, 'leader_status()', @status_cols);
+	croak 'leader_status() did not return one row' unless @rows == 1;
+	return $rows[0];
 }
 
 =pod
@@ -193,24 +205,13 @@ leader_candidates() rows in position order (is_self as 't'/'f').
 sub le_candidates
 {
 	my $node = shift;
-	my $out  = $node->safe_psql('postgres',
-		"SELECT "
-		  . join(", ",
-			map { "coalesce(\"$_\"::text, '<NULL>')" } @cand_cols)
-		  . " FROM leader_candidates() ORDER BY \"position\"",
-		extra_params => [ '-F', "\x1f" ]);
-	my @rows;
-	foreach my $line (split /\n/, $out)
+	my @rows = _query_rows($node, 'leader_candidates() ORDER BY "position"',
+		@cand_cols);
+	# boolean::text is 'true'/'false'; psql shows 't'/'f'
+	foreach my $h (@rows)
 	{
-		my @vals = split /\x1f/, $line, -1;
-		croak "unexpected leader_candidates() output: $line"
-		  unless @vals == @cand_cols;
-		my %h;
-		@h{@cand_cols} = map { $_ eq '<NULL>' ? undef : $_ } @vals;
-		# boolean::text is 'true'/'false'; psql shows 't'/'f'
-		$h{is_self} = $h{is_self} eq 'true' ? 't' : 'f'
-		  if defined $h{is_self};
-		push @rows, \%h;
+		$h->{is_self} = $h->{is_self} eq 'true' ? 't' : 'f'
+		  if defined $h->{is_self};
 	}
 	return @rows;
 }
