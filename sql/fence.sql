@@ -35,6 +35,9 @@ CREATE PROCEDURE fence_proc(i int) LANGUAGE plpgsql
 AS $$ BEGIN INSERT INTO fence_t VALUES (i, 'procedure'); END $$;
 CREATE FUNCTION fence_sql_insert(i int) RETURNS int LANGUAGE sql
 AS $$ INSERT INTO fence_t VALUES (i, 'sql function') RETURNING id $$;
+-- reads, but commits twice inside the CALL
+CREATE PROCEDURE fence_read_commit() LANGUAGE plpgsql
+AS $$ BEGIN PERFORM count(*) FROM fence_t; COMMIT; PERFORM 1; COMMIT; END $$;
 -- waits until the node follows the blocker
 CREATE FUNCTION fence_wait_follower() RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -257,6 +260,13 @@ EXPLAIN (COSTS OFF) SELECT * FROM fence_t FOR UPDATE;
 EXPLAIN (COSTS OFF) SELECT lo_create(0);
 LISTEN fence_channel;
 UNLISTEN fence_channel;
+-- maintenance changes no data, though VACUUM, ANALYZE and a procedure that
+-- commits run transactions of their own inside the statement
+VACUUM fence_t;
+ANALYZE fence_t;
+VACUUM (FULL, ANALYZE) fence_t;
+ANALYZE;
+CALL fence_read_commit();
 BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT count(*) FROM fence_t;
 SELECT pg_current_xact_id() IS NOT NULL AS has_xid;
@@ -381,7 +391,7 @@ DROP TABLE fence_t, fence_trunc;
 DROP SEQUENCE fence_seq;
 DROP FUNCTION fence_insert(int), fence_sql_insert(int), fence_wait_follower(),
 	fence_error_of(text);
-DROP PROCEDURE fence_proc(int);
+DROP PROCEDURE fence_proc(int), fence_read_commit();
 DROP ROLE regress_fence_user;
 ALTER SYSTEM RESET leader_election.fence_writes;
 SELECT pg_reload_conf();

@@ -58,6 +58,12 @@ static bool ran_unfenced = false;
 static bool forced_read_only = false;
 static bool user_read_only = false;
 
+/*
+ * Fenced statements now executing.  Unlike the counters above it survives
+ * the commits that VACUUM, ANALYZE or a procedure make inside a statement.
+ */
+static int	fenced_depth = 0;
+
 /* Depth of CREATE/ALTER EXTENSION leader_election: its script runs freely. */
 static int	own_extension_depth = 0;
 
@@ -183,15 +189,18 @@ rethrow_as_fence_error(MemoryContext context)
 #define RUN_FENCED(call) \
 	do { \
 		MemoryContext fence_cxt = CurrentMemoryContext; \
+		fenced_depth++; \
 		PG_TRY(); \
 		{ \
 			call; \
 		} \
 		PG_CATCH(); \
 		{ \
+			fenced_depth--; \
 			rethrow_as_fence_error(fence_cxt); \
 		} \
 		PG_END_TRY(); \
+		fenced_depth--; \
 	} while (0)
 
 static void
@@ -489,7 +498,8 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			/* At exit, a session drops its temporary objects: let it. */
 			if (!proc_exit_inprogress &&
 				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
-				(ran_unfenced || statements_fenced == 0) && fenced_now(false))
+				(ran_unfenced || (statements_fenced == 0 && fenced_depth == 0)) &&
+				fenced_now(false))
 				fence_error(event == XACT_EVENT_PRE_COMMIT ?
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit" :
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot be prepared");
