@@ -88,7 +88,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 		if (ShutdownRequestPending)
 		{
-			election_shutdown(election, "the server is shutting down");
+			election_shutdown(election, "its worker received SIGTERM");
 			break;
 		}
 		if (ConfigReloadPending)
