@@ -511,7 +511,6 @@ election_process(Election *e)
 		etcd_request_free(req);
 	}
 	watched(e);
-	publish(e);
 }
 
 void

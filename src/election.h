@@ -27,7 +27,10 @@ extern void election_configure(Election *e, const ElectionConfig *config);
 /* Starts whatever is due (grant, renewal, campaign, look) and publishes. */
 extern void election_step(Election *e);
 
-/* Handles finished requests and watch messages after a wait. */
+/*
+ * Handles finished requests and watch messages after a wait; the
+ * election_step() that follows publishes the result.
+ */
 extern void election_process(Election *e);
 
 /* Milliseconds until election_step() has something to do, or -1. */

@@ -66,8 +66,9 @@ leader_wait(PG_FUNCTION_ARGS)
 				 errmsg("timeout_ms must not be negative"),
 				 errhint("Pass NULL to wait without a limit, or 0 to check without waiting.")));
 
-	if (le_is_leader_now() || timeout_ms == 0)
-		PG_RETURN_BOOL(le_is_leader_now());
+	leads = le_is_leader_now();
+	if (leads || timeout_ms == 0)
+		PG_RETURN_BOOL(leads);
 	if (timeout_ms > 0)
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
