@@ -11,6 +11,7 @@ OBJS = \
 	src/election.o \
 	src/worker.o \
 	src/sql_api.o \
+	src/statement_kinds.o \
 	src/fence.o
 
 EXTENSION = leader_election

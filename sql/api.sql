@@ -21,7 +21,8 @@ SELECT role, node_name, leader_name, queue_position, lease_ttl,
        valid_until <= clock_timestamp() + interval '2 seconds' AS valid_until_within_ttl,
        endpoint,
        last_error IS NULL AS healthy,
-       role_since <= clock_timestamp() AS role_since_past
+       role_since <= clock_timestamp() AS role_since_past,
+       phase
 FROM leader_status();
 
 -- leader_candidates(): this node alone, with etcd's election key layout
@@ -45,7 +46,7 @@ CREATE TEMP TABLE before_resign AS
 SELECT lease_id, fencing_token FROM leader_status();
 SELECT leader_resign();
 SELECT leader_wait(20000);
-SELECT s.role, s.queue_position,
+SELECT s.role, s.phase, s.queue_position,
        s.lease_id <> b.lease_id AS new_lease,
        s.fencing_token > b.fencing_token AS fencing_token_grew
 FROM leader_status() s, before_resign b;

@@ -30,7 +30,8 @@ CREATE FUNCTION leader_status(
 	OUT valid_until timestamptz,
 	OUT endpoint text,
 	OUT last_error text,
-	OUT role_since timestamptz)
+	OUT role_since timestamptz,
+	OUT phase text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'leader_status'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;

@@ -1,25 +1,54 @@
 /*
  * election.c
- *		Owns one node's candidacy, following etcd's election recipe:
+ *		Owns one node's candidacy, following etcd's election recipe: a lease,
+ *		a key <prefix>/<lease hex> created by a campaign txn, a place in the
+ *		queue by create revision, and a watch on the key just ahead.
  *
- *		grant lease -> campaign (create <prefix>/<lease hex> if absent)
- *		-> look (range the keys up to our create revision)
- *		-> first in line: lead, and watch our own key
- *		-> otherwise: watch only the key just ahead of us; look again when
- *		   it is deleted.
+ * Phases.  The node is always in one ElectionPhase; enter() is the only
+ * place that changes it, asserts that the change is legal, and sends the
+ * request the new phase waits for.  At most one such request is in flight
+ * (e->request); the lease renewal and the watch run beside it.
  *
- * The node leads only while a look confirmed its key is first AND the lease
- * is valid locally: until (send time of the last answered renewal) + TTL -
- * margin, which ends before etcd can expire the lease.  Losing the lease or
- * the key ends leadership at once; the node rejoins at the tail with a new
- * lease.  Every renewal is followed by a look, which keeps followers' view
- * of the queue fresh and notices a key deleted behind their back.
+ *	phase        holds       in flight      on                    -> phase
+ *	-----------  ----------  -------------  --------------------  -----------
+ *	no lease     -           -              retry time reached    granting
+ *	granting     -           lease grant    granted               campaigning
+ *	                                        failed                no lease
+ *	campaigning  lease       campaign txn   key created or found  looking
+ *	                                        etcd unreachable      backing off
+ *	                                        txn refused           no lease
+ *	looking      lease, key  range read     first in line         leading
+ *	                                        others ahead          queued
+ *	                                        failed                backing off
+ *	queued       lease, key  watch (pred.)  predecessor deleted   looking
+ *	                                        watch broke           backing off
+ *	leading      lease, key  watch (own)    leader_resign()       resigning
+ *	resigning    lease, key  key delete     answered              no lease
+ *	backing off  lease       -              retry time reached    campaigning
+ *	                                        (or looking, if the key exists)
+ *
+ * Every phase that holds a lease also goes to "no lease" (revoking the lease)
+ * when the lease lapses locally or in etcd, when a look or the leader's watch
+ * finds the key deleted, or when the settings change.
+ *
+ * Beside the phase:
+ * - The renewal: every TTL/3 while a lease is held.  The lease is valid until
+ *   (send time of the last answered renewal) + TTL - margin, which ends before
+ *   etcd can expire it.
+ * - The refresh: in queued and leading, every answered renewal is followed by
+ *   another range read (e->request) without leaving the phase.  It keeps
+ *   followers' view of the queue fresh and notices a key deleted behind the
+ *   node's back; its answer is handled like the one of "looking".
+ *
+ * The node leads only in "leading" and only while the lease is valid; the
+ * view published to shared memory is derived from the phase in publish().
+ * Every finished request is handed to its handler (on_<request>_answer) and
+ * freed in election_process(), the watch included.
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/proc.h"
 #include "utils/memutils.h"
 
 #include "election.h"
@@ -32,11 +61,11 @@
 typedef enum RequestTag
 {
 	REQ_GRANT,
-	REQ_RENEW,
+	REQ_RENEWAL,
 	REQ_CAMPAIGN,
-	REQ_LOOK,
+	REQ_RANGE,
 	REQ_WATCH,
-	REQ_RESIGN,
+	REQ_DELETE,
 	REQ_DISCARD					/* answer not needed (release on leaving) */
 } RequestTag;
 
@@ -44,46 +73,71 @@ struct Election
 {
 	EtcdClient *client;
 	ElectionConfig config;
+	ElectionPhase phase;
+
+	/* the phase's request (grant, campaign, range read, delete) */
+	EtcdRequest *request;
+	/* queued and leading: a range read is due after a renewal */
+	bool		refresh_due;
 
 	/* lease */
 	int64		lease_id;		/* 0: none */
 	int			lease_ttl_s;
-	uint64		lease_valid_until;	/* monotonic us */
+	uint64		lease_valid_until;	/* le_clock_us() */
 	uint64		next_renewal;
+	EtcdRequest *renewal;
 
 	/* place in the queue */
 	char		key[LE_KEY_LEN];
 	int64		create_revision;	/* 0: not queued */
 
-	/* the queue as the last look saw it */
-	bool		leading;
+	/* the queue as the last range read saw it */
 	int			queue_position; /* -1: unknown */
 	bool		leader_known;
 	char		leader_name[LE_NAME_LEN];
 	int64		fencing_token;
-	char		watched_key[LE_KEY_LEN];
-	bool		look_needed;
 
-	/* requests in flight */
-	EtcdRequest *grant;
-	EtcdRequest *renew;
-	EtcdRequest *campaign;
-	EtcdRequest *look;
+	/* queued: the predecessor's key; leading: our own */
 	EtcdRequest *watch;
-	EtcdRequest *resign;
+	char		watched_key[LE_KEY_LEN];
 
-	/* resign requests from backends: the one being served */
+	/* the resign request being served */
 	bool		resign_waiting;
 	uint32		resign_request;
 
-	/* failures, until a look succeeds again */
+	/* failures, until a range read succeeds again */
 	uint64		retry_at;
 	int			backoff_ms;
 	char		last_error[LE_ERROR_LEN];	/* shown in leader_status() */
 	char		logged_error[LE_ERROR_LEN]; /* last one written to the log */
 };
 
-static void publish(Election *e);
+static void leave(Election *e, const char *reason, bool release);
+
+const char *
+election_phase_name(ElectionPhase phase)
+{
+	switch (phase)
+	{
+		case EP_NO_LEASE:
+			return "no lease";
+		case EP_GRANTING:
+			return "granting";
+		case EP_CAMPAIGNING:
+			return "campaigning";
+		case EP_LOOKING:
+			return "looking";
+		case EP_QUEUED:
+			return "queued";
+		case EP_LEADING:
+			return "leading";
+		case EP_RESIGNING:
+			return "resigning";
+		case EP_BACKING_OFF:
+			return "backing off";
+	}
+	return "unknown";
+}
 
 static uint64
 margin_us(int ttl_s)
@@ -114,12 +168,12 @@ cancel_watch(Election *e)
 }
 
 /*
- * A look succeeded: the node knows its place, so etcd works end to end.
- * Partial successes (a grant, a renewal) do not count, or an etcd that
+ * A range read succeeded: the node knows its place, so etcd works end to
+ * end.  Partial successes (a grant, a renewal) do not count, or an etcd that
  * fails later in the cycle would be retried and logged without backoff.
  */
 static void
-healthy(Election *e)
+clear_failure(Election *e)
 {
 	e->backoff_ms = 0;
 	e->retry_at = 0;
@@ -150,7 +204,7 @@ note_failure(Election *e, const char *message, bool try_next_endpoint)
 	if (try_next_endpoint)
 		etcd_client_next_endpoint(e->client);
 	e->backoff_ms = Min(Max(e->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
-	e->retry_at = le_monotonic_us() + (uint64) e->backoff_ms * 1000;
+	e->retry_at = le_clock_us() + (uint64) e->backoff_ms * 1000;
 }
 
 /* Tells a waiting leader_resign() that its request was served. */
@@ -160,19 +214,91 @@ answer_resign(Election *e)
 	if (!e->resign_waiting)
 		return;
 	e->resign_waiting = false;
-	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
-	le_shared->resigns_done = e->resign_request;
-	LWLockRelease(&le_shared->lock);
-	ConditionVariableBroadcast(&le_shared->changed);
+	le_resign_answered(e->resign_request);
 }
 
-/* Stops leading now: shared memory first, before any network traffic. */
+/* ---- phases ---- */
+
+#define PHASE_BIT(p)	(1u << (p))
+#define ANY_PHASE		(PHASE_BIT(EP_COUNT) - 1)
+
+/* For each phase, the phases it may be entered from: the table above. */
+static const uint32 legal_from[EP_COUNT] = {
+	[EP_NO_LEASE] = ANY_PHASE,
+	[EP_GRANTING] = PHASE_BIT(EP_NO_LEASE),
+	[EP_CAMPAIGNING] = PHASE_BIT(EP_GRANTING) | PHASE_BIT(EP_BACKING_OFF),
+	[EP_LOOKING] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_QUEUED) |
+	PHASE_BIT(EP_BACKING_OFF),
+	/* a refresh may find the queue changed, so these also follow each other */
+	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING),
+	[EP_LEADING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING),
+	[EP_RESIGNING] = PHASE_BIT(EP_LEADING),
+	[EP_BACKING_OFF] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
+	PHASE_BIT(EP_QUEUED),
+};
+
+/*
+ * The one place where the phase changes, checked against legal_from.
+ * Leaving "leading" clears
+ * leadership in shared memory before anything else happens; entering a
+ * phase that waits for etcd sends its request.
+ */
 static void
-step_down(Election *e)
+enter(Election *e, ElectionPhase to)
 {
-	e->leading = false;
-	pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
-	publish(e);
+	ElectionPhase from = e->phase;
+
+	/* a bug; the worker exits, and its exit clears leadership */
+	if (!(legal_from[to] & PHASE_BIT(from)))
+		elog(ERROR, "leader_election: illegal phase change from \"%s\" to \"%s\"",
+			 election_phase_name(from), election_phase_name(to));
+	if (from == EP_LEADING && to != EP_LEADING)
+		le_shared_clear_leadership();
+	e->phase = to;
+	if (to != EP_QUEUED && to != EP_LEADING)
+		e->refresh_due = false;
+
+	switch (to)
+	{
+		case EP_NO_LEASE:
+		case EP_QUEUED:
+		case EP_LEADING:
+			break;
+		case EP_GRANTING:
+			e->request = etcd_lease_grant(e->client, e->config.lease_ttl_s,
+										  e->config.request_timeout_ms, REQ_GRANT);
+			break;
+		case EP_CAMPAIGNING:
+			e->request = etcd_campaign(e->client, e->key, e->config.node_name,
+									   e->lease_id, e->config.request_timeout_ms,
+									   REQ_CAMPAIGN);
+			break;
+		case EP_LOOKING:
+			/* a refresh sent before the change may describe the old queue */
+			drop_request(&e->request);
+			cancel_watch(e);
+			e->request = etcd_range_candidates(e->client, e->config.prefix,
+											   e->create_revision,
+											   e->config.request_timeout_ms, REQ_RANGE);
+			break;
+		case EP_RESIGNING:
+			drop_request(&e->request);
+			cancel_watch(e);
+			e->request = etcd_delete_if_created(e->client, e->key, e->create_revision,
+												e->config.request_timeout_ms, REQ_DELETE);
+			break;
+		case EP_BACKING_OFF:
+			drop_request(&e->request);
+			cancel_watch(e);
+			break;
+	}
+}
+
+/* The request a node that holds a lease retries after a backoff. */
+static ElectionPhase
+retry_phase(Election *e)
+{
+	return e->create_revision == 0 ? EP_CAMPAIGNING : EP_LOOKING;
 }
 
 /*
@@ -183,14 +309,11 @@ step_down(Election *e)
 static void
 leave(Election *e, const char *reason, bool release)
 {
-	bool		was_leading = e->leading;
+	bool		was_leading = (e->phase == EP_LEADING);
 
-	step_down(e);
-	drop_request(&e->grant);
-	drop_request(&e->renew);
-	drop_request(&e->campaign);
-	drop_request(&e->look);
-	drop_request(&e->resign);
+	enter(e, EP_NO_LEASE);
+	drop_request(&e->request);
+	drop_request(&e->renewal);
 	cancel_watch(e);
 
 	if (release && e->create_revision != 0)
@@ -213,9 +336,7 @@ leave(Election *e, const char *reason, bool release)
 	e->queue_position = -1;
 	e->leader_known = false;
 	e->fencing_token = 0;
-	e->look_needed = false;
 	answer_resign(e);
-	publish(e);
 }
 
 Election *
@@ -226,6 +347,7 @@ election_create(MemoryContext context, EtcdClient *client,
 
 	e->client = client;
 	e->config = *config;
+	e->phase = EP_NO_LEASE;
 	e->queue_position = -1;
 	return e;
 }
@@ -237,17 +359,71 @@ election_configure(Election *e, const ElectionConfig *config)
 		strcmp(config->node_name, e->config.node_name) != 0 ||
 		config->lease_ttl_s != e->config.lease_ttl_s;
 
-	if (rejoin && (e->lease_id != 0 || e->grant != NULL))
+	if (rejoin && e->phase != EP_NO_LEASE)
 		leave(e, "its settings changed", true);
 	e->config = *config;
 }
 
-/* ---- starting requests ---- */
+/* ---- publishing ---- */
+
+/* Shared memory gets the view derived from the phase; role changes are logged. */
+static void
+publish(Election *e)
+{
+	uint64		now = le_clock_us();
+	bool		leads = (e->phase == EP_LEADING && lease_valid(e, now));
+	LeaderView	view;
+
+	memset(&view, 0, sizeof(view));
+	view.phase = e->phase;
+	if (leads)
+		view.role = LE_ROLE_LEADER;
+	else if (lease_valid(e, now) && e->create_revision != 0 && e->queue_position > 0)
+		view.role = LE_ROLE_FOLLOWER;
+	else
+		view.role = LE_ROLE_DISCONNECTED;
+	strlcpy(view.node_name, e->config.node_name, LE_NAME_LEN);
+	view.leader_known = e->leader_known;
+	if (e->leader_known)
+	{
+		strlcpy(view.leader_name, e->leader_name, LE_NAME_LEN);
+		view.fencing_token = e->fencing_token;
+	}
+	view.queue_position = (e->create_revision != 0) ? e->queue_position : -1;
+	view.lease_id = e->lease_id;
+	view.lease_ttl = e->lease_id != 0 ? e->lease_ttl_s : e->config.lease_ttl_s;
+	if (e->create_revision != 0)
+		strlcpy(view.own_key, e->key, LE_KEY_LEN);
+	view.own_create_revision = e->create_revision;
+	strlcpy(view.endpoint, etcd_client_endpoint(e->client), LE_URL_LEN);
+	strlcpy(view.last_error, e->last_error, LE_ERROR_LEN);
+
+	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0))
+		return;
+	if (view.role == LE_ROLE_LEADER)
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" is now the leader",
+						e->config.node_name),
+				 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
+						   e->key, e->fencing_token)));
+	else if (view.role == LE_ROLE_FOLLOWER)
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" is now a follower at queue position %d",
+						e->config.node_name, e->queue_position),
+				 errdetail("Leader \"%s\", fencing token " INT64_FORMAT ".",
+						   e->leader_name, e->fencing_token)));
+	else
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" is now disconnected from the election",
+						e->config.node_name)));
+}
+
+/* ---- what is due now ---- */
 
 void
 election_step(Election *e)
 {
-	uint64		now = le_monotonic_us();
+	uint64		now = le_clock_us();
 
 	/* Without an answered renewal, etcd may have expired the lease by now. */
 	if (e->lease_id != 0 && now >= e->lease_valid_until)
@@ -256,26 +432,33 @@ election_step(Election *e)
 		leave(e, "its lease expired", false);
 	}
 
-	if (e->lease_id == 0)
+	if (e->lease_id != 0 && e->renewal == NULL && now >= e->next_renewal)
+		e->renewal = etcd_lease_keepalive(e->client, e->lease_id,
+										  e->config.request_timeout_ms, REQ_RENEWAL);
+
+	if (now >= e->retry_at)
 	{
-		if (e->grant == NULL && now >= e->retry_at)
-			e->grant = etcd_lease_grant(e->client, e->config.lease_ttl_s,
-										e->config.request_timeout_ms, REQ_GRANT);
-	}
-	else
-	{
-		if (e->renew == NULL && now >= e->next_renewal)
-			e->renew = etcd_lease_keepalive(e->client, e->lease_id,
-											e->config.request_timeout_ms, REQ_RENEW);
-		if (e->resign == NULL && now >= e->retry_at)
+		switch (e->phase)
 		{
-			if (e->create_revision == 0 && e->campaign == NULL)
-				e->campaign = etcd_campaign(e->client, e->key, e->config.node_name,
-											e->lease_id, e->config.request_timeout_ms,
-											REQ_CAMPAIGN);
-			else if (e->create_revision != 0 && e->look_needed && e->look == NULL)
-				e->look = etcd_queue(e->client, e->config.prefix, e->create_revision,
-									 e->config.request_timeout_ms, REQ_LOOK);
+			case EP_NO_LEASE:
+				enter(e, EP_GRANTING);
+				break;
+			case EP_BACKING_OFF:
+				enter(e, retry_phase(e));
+				break;
+			case EP_QUEUED:
+			case EP_LEADING:
+				if (e->refresh_due && e->request == NULL)
+					e->request = etcd_range_candidates(e->client, e->config.prefix,
+													   e->create_revision,
+													   e->config.request_timeout_ms,
+													   REQ_RANGE);
+				break;
+			case EP_GRANTING:
+			case EP_CAMPAIGNING:
+			case EP_LOOKING:
+			case EP_RESIGNING:
+				break;
 		}
 	}
 	publish(e);
@@ -284,13 +467,13 @@ election_step(Election *e)
 long
 election_next_timeout_ms(Election *e)
 {
-	uint64		now = le_monotonic_us();
+	uint64		now = le_clock_us();
 	uint64		next = 0;
 
 	if (e->lease_id != 0)
 	{
 		next = e->lease_valid_until;
-		if (e->renew == NULL)
+		if (e->renewal == NULL)
 			next = Min(next, e->next_renewal);
 	}
 	if (e->retry_at > now)
@@ -300,14 +483,14 @@ election_next_timeout_ms(Election *e)
 	return next > now ? (long) ((next - now + 999) / 1000) : 0;
 }
 
-/* ---- handling answers ---- */
+/* ---- answers ---- */
 
 /*
  * etcd granted or renewed the lease for ttl_s from a request sent at
  * sent_us; etcd's countdown started later, so ours ends first.
  */
 static void
-lease_answered(Election *e, uint64 sent_us, int ttl_s)
+extend_lease(Election *e, uint64 sent_us, int ttl_s)
 {
 	uint64		ttl_us = (uint64) ttl_s * 1000000;
 
@@ -317,7 +500,7 @@ lease_answered(Election *e, uint64 sent_us, int ttl_s)
 }
 
 static void
-granted(Election *e, EtcdRequest *req)
+on_grant_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 	char		hex[32];
@@ -327,17 +510,19 @@ granted(Election *e, EtcdRequest *req)
 	if (!etcd_lease_grant_result(req, &lease_id, &ttl_s, err))
 	{
 		note_failure(e, err, req->transport_failed);
+		enter(e, EP_NO_LEASE);
 		return;
 	}
 	e->lease_id = lease_id;
-	lease_answered(e, req->started_us, ttl_s);
+	extend_lease(e, req->started_us, ttl_s);
 	etcd_lease_hex(lease_id, hex, sizeof(hex));
 	snprintf(e->key, sizeof(e->key), "%s/%s", e->config.prefix, hex);
 	e->create_revision = 0;
+	enter(e, EP_CAMPAIGNING);
 }
 
 static void
-renewed(Election *e, EtcdRequest *req)
+on_renewal_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 	int			ttl_s;
@@ -346,7 +531,7 @@ renewed(Election *e, EtcdRequest *req)
 	{
 		/* Keep trying until the lease runs out locally. */
 		note_failure(e, err, req->transport_failed);
-		e->next_renewal = le_monotonic_us() + RENEW_RETRY_MS * 1000;
+		e->next_renewal = le_clock_us() + RENEW_RETRY_MS * 1000;
 		return;
 	}
 	if (ttl_s <= 0)
@@ -355,13 +540,13 @@ renewed(Election *e, EtcdRequest *req)
 		leave(e, "etcd expired its lease", false);
 		return;
 	}
-	lease_answered(e, req->started_us, ttl_s);
-	if (e->create_revision != 0)
-		e->look_needed = true;
+	extend_lease(e, req->started_us, ttl_s);
+	if (e->phase == EP_QUEUED || e->phase == EP_LEADING)
+		e->refresh_due = true;
 }
 
 static void
-campaigned(Election *e, EtcdRequest *req)
+on_campaign_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 	int64		create_revision;
@@ -370,28 +555,45 @@ campaigned(Election *e, EtcdRequest *req)
 	{
 		note_failure(e, err, req->transport_failed);
 		/* etcd refused the txn itself, e.g. an unknown lease: start over */
-		if (!req->transport_failed)
+		if (req->transport_failed)
+			enter(e, EP_BACKING_OFF);
+		else
 			leave(e, "its campaign was refused", false);
 		return;
 	}
 	e->create_revision = create_revision;
-	e->look_needed = true;
+	enter(e, EP_LOOKING);
 }
 
+/* Watches target from revision on, unless that watch already runs. */
 static void
-looked(Election *e, EtcdRequest *req)
+watch_key(Election *e, const char *target, int64 revision)
+{
+	if (e->watch != NULL && strcmp(target, e->watched_key) == 0)
+		return;
+	cancel_watch(e);
+	strlcpy(e->watched_key, target, sizeof(e->watched_key));
+	e->watch = etcd_watch_key(e->client, target, revision,
+							  e->config.request_timeout_ms, REQ_WATCH);
+}
+
+/* A range read answered, in "looking" or as a refresh: the queue decides. */
+static void
+on_range_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
-	EtcdQueue	queue;
+	EtcdCandidates queue;
 	EtcdKeyValue *own;
-	const char *target;
+	bool		first;
 
-	if (!etcd_queue_result(req, e->config.prefix, &queue, err))
+	if (!etcd_range_candidates_result(req, e->config.prefix, &queue, err))
 	{
 		note_failure(e, err, req->transport_failed);
+		if (e->phase == EP_LOOKING)
+			enter(e, EP_BACKING_OFF);
 		return;
 	}
-	e->look_needed = false;
+	e->refresh_due = false;
 
 	/* Our key must still be there with our revision: no phantom leader. */
 	own = queue.count > 0 ? &queue.keys[queue.count - 1] : NULL;
@@ -402,29 +604,22 @@ looked(Election *e, EtcdRequest *req)
 		return;
 	}
 
-	healthy(e);
+	clear_failure(e);
+	first = (queue.count == 1);
 	e->queue_position = queue.count - 1;
 	e->leader_known = true;
 	strlcpy(e->leader_name, queue.keys[0].value, sizeof(e->leader_name));
 	e->fencing_token = queue.keys[0].create_revision;
-	e->leading = (queue.count == 1);
-	if (!e->leading)
-		pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
+	enter(e, first ? EP_LEADING : EP_QUEUED);
 
 	/* The leader watches its own key; everyone else its predecessor. */
-	target = e->leading ? e->key : queue.keys[queue.count - 2].key;
-	if (e->watch == NULL || strcmp(target, e->watched_key) != 0)
-	{
-		cancel_watch(e);
-		strlcpy(e->watched_key, target, sizeof(e->watched_key));
-		e->watch = etcd_watch_key(e->client, target, queue.revision + 1,
-								  e->config.request_timeout_ms, REQ_WATCH);
-	}
+	watch_key(e, first ? e->key : queue.keys[queue.count - 2].key,
+			  queue.revision + 1);
 }
 
 /* Reads whatever the watch stream has delivered. */
 static void
-watched(Election *e)
+on_watch_messages(Election *e)
 {
 	char		err[LE_ERROR_LEN];
 
@@ -438,30 +633,33 @@ watched(Election *e)
 			case ETCD_WATCH_OTHER:
 				break;
 			case ETCD_WATCH_DELETED:
-				if (e->leading)
-				{
+				if (e->phase == EP_LEADING)
 					leave(e, "its key was deleted", false);
-					return;
-				}
-				cancel_watch(e);
-				e->look_needed = true;
+				else
+					enter(e, EP_LOOKING);
 				return;
 			case ETCD_WATCH_CANCELED:
 				/* e.g. compaction: the key may or may not be gone; look */
 				cancel_watch(e);
-				e->look_needed = true;
+				if (e->phase == EP_LEADING)
+					e->refresh_due = true;
+				else
+					enter(e, EP_LOOKING);
 				return;
 			case ETCD_WATCH_BROKEN:
 				note_failure(e, err, e->watch->transport_failed);
 				cancel_watch(e);
-				e->look_needed = true;
+				if (e->phase == EP_LEADING)
+					e->refresh_due = true;
+				else
+					enter(e, EP_BACKING_OFF);
 				return;
 		}
 	}
 }
 
 static void
-resigned(Election *e, EtcdRequest *req)
+on_delete_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 
@@ -478,39 +676,40 @@ election_process(Election *e)
 
 	while ((req = etcd_client_next_done(e->client)) != NULL)
 	{
+		if (req == e->request)
+			e->request = NULL;
+		else if (req == e->renewal)
+			e->renewal = NULL;
+
 		switch ((RequestTag) req->tag)
 		{
 			case REQ_GRANT:
-				e->grant = NULL;
-				granted(e, req);
+				on_grant_answer(e, req);
 				break;
-			case REQ_RENEW:
-				e->renew = NULL;
-				renewed(e, req);
+			case REQ_RENEWAL:
+				on_renewal_answer(e, req);
 				break;
 			case REQ_CAMPAIGN:
-				e->campaign = NULL;
-				campaigned(e, req);
+				on_campaign_answer(e, req);
 				break;
-			case REQ_LOOK:
-				e->look = NULL;
-				looked(e, req);
+			case REQ_RANGE:
+				on_range_answer(e, req);
 				break;
 			case REQ_WATCH:
-				/* drains the remaining messages; the end frees it */
-				watched(e);
+				/* the stream ended: its last messages, then BROKEN, end it */
+				Assert(req == e->watch);
+				on_watch_messages(e);
 				Assert(e->watch != req);
-				continue;
-			case REQ_RESIGN:
-				e->resign = NULL;
-				resigned(e, req);
+				continue;		/* cancel_watch() freed it */
+			case REQ_DELETE:
+				on_delete_answer(e, req);
 				break;
 			case REQ_DISCARD:
 				break;
 		}
 		etcd_request_free(req);
 	}
-	watched(e);
+	on_watch_messages(e);
 }
 
 void
@@ -518,17 +717,10 @@ election_resign(Election *e, uint32 request_id)
 {
 	e->resign_request = request_id;
 	e->resign_waiting = true;
-	if (!e->leading || e->resign != NULL)
-	{
-		if (e->resign == NULL)
-			answer_resign(e);
-		return;
-	}
-	step_down(e);
-	drop_request(&e->look);
-	cancel_watch(e);
-	e->resign = etcd_delete_if_created(e->client, e->key, e->create_revision,
-									   e->config.request_timeout_ms, REQ_RESIGN);
+	if (e->phase == EP_LEADING)
+		enter(e, EP_RESIGNING);
+	else if (e->phase != EP_RESIGNING)
+		answer_resign(e);
 }
 
 void
@@ -537,81 +729,16 @@ election_shutdown(Election *e, const char *reason)
 	uint64		deadline;
 
 	leave(e, reason, true);
-	deadline = le_monotonic_us() + (uint64) e->config.request_timeout_ms * 1000;
-	while (!etcd_client_idle(e->client) && le_monotonic_us() < deadline)
+	publish(e);
+	deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
+	while (!etcd_client_idle(e->client) && le_clock_us() < deadline)
 	{
 		EtcdRequest *req;
 
-		etcd_client_wait(e->client, (long) ((deadline - le_monotonic_us()) / 1000) + 1,
-						 PG_WAIT_EXTENSION);
+		etcd_client_wait(e->client, (long) ((deadline - le_clock_us()) / 1000) + 1,
+						 false, PG_WAIT_EXTENSION);
 		while ((req = etcd_client_next_done(e->client)) != NULL)
 			etcd_request_free(req);
 	}
 	etcd_client_cancel_all(e->client);
-}
-
-/* ---- publishing ---- */
-
-static void
-publish(Election *e)
-{
-	uint64		now = le_monotonic_us();
-	bool		leads = e->leading && lease_valid(e, now);
-	LeaderRole	role;
-	bool		changed;
-
-	if (leads)
-		role = LE_ROLE_LEADER;
-	else if (lease_valid(e, now) && e->create_revision != 0 && e->queue_position > 0)
-		role = LE_ROLE_FOLLOWER;
-	else
-		role = LE_ROLE_DISCONNECTED;
-
-	if (!leads)
-		pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
-
-	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
-	changed = le_shared->role != role;
-	if (changed)
-	{
-		le_shared->role = role;
-		le_shared->role_since = GetCurrentTimestamp();
-	}
-	strlcpy(le_shared->node_name, e->config.node_name, LE_NAME_LEN);
-	le_shared->leader_known = e->leader_known;
-	strlcpy(le_shared->leader_name, e->leader_known ? e->leader_name : "", LE_NAME_LEN);
-	le_shared->fencing_token = e->leader_known ? e->fencing_token : 0;
-	le_shared->queue_position = (e->create_revision != 0) ? e->queue_position : -1;
-	le_shared->lease_id = e->lease_id;
-	le_shared->lease_ttl = e->lease_id != 0 ? e->lease_ttl_s : e->config.lease_ttl_s;
-	strlcpy(le_shared->own_key, e->create_revision != 0 ? e->key : "", LE_KEY_LEN);
-	le_shared->own_create_revision = e->create_revision;
-	strlcpy(le_shared->endpoint, etcd_client_endpoint(e->client), LE_URL_LEN);
-	strlcpy(le_shared->last_error, e->last_error, LE_ERROR_LEN);
-	LWLockRelease(&le_shared->lock);
-
-	/* Claimed last, after the view it goes with is in place. */
-	if (leads)
-		pg_atomic_exchange_u64(&le_shared->valid_until_us, e->lease_valid_until);
-
-	if (changed)
-	{
-		ConditionVariableBroadcast(&le_shared->changed);
-		if (role == LE_ROLE_LEADER)
-			ereport(LOG,
-					(errmsg("leader_election: node \"%s\" is now the leader",
-							e->config.node_name),
-					 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
-							   e->key, e->fencing_token)));
-		else if (role == LE_ROLE_FOLLOWER)
-			ereport(LOG,
-					(errmsg("leader_election: node \"%s\" is now a follower at queue position %d",
-							e->config.node_name, e->queue_position),
-					 errdetail("Leader \"%s\", fencing token " INT64_FORMAT ".",
-							   e->leader_name, e->fencing_token)));
-		else
-			ereport(LOG,
-					(errmsg("leader_election: node \"%s\" is now disconnected from the election",
-							e->config.node_name)));
-	}
 }

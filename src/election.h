@@ -6,7 +6,11 @@
 #ifndef LEADER_ELECTION_ELECTION_H
 #define LEADER_ELECTION_ELECTION_H
 
-#include "etcd_client.h"
+#include "utils/palloc.h"
+
+#include "shared_state.h"
+
+typedef struct EtcdClient EtcdClient;
 
 typedef struct ElectionConfig
 {
@@ -24,12 +28,15 @@ extern Election *election_create(MemoryContext context, EtcdClient *client,
 /* New settings; leaves and rejoins if the election itself changed. */
 extern void election_configure(Election *e, const ElectionConfig *config);
 
-/* Starts whatever is due (grant, renewal, campaign, look) and publishes. */
+/*
+ * Starts whatever is due now (a renewal, or the current phase's request
+ * after a backoff) and publishes the node's view to shared memory.
+ */
 extern void election_step(Election *e);
 
 /*
- * Handles finished requests and watch messages after a wait; the
- * election_step() that follows publishes the result.
+ * Handles every finished request and every watch message since the last
+ * call, moving between phases; the election_step() that follows publishes.
  */
 extern void election_process(Election *e);
 
@@ -37,16 +44,19 @@ extern void election_process(Election *e);
 extern long election_next_timeout_ms(Election *e);
 
 /*
- * A backend asked to resign: stop leading, delete the key (compared by
- * create revision), revoke the lease and rejoin at the tail with a new one.
- * request_id is answered in shared memory once the key is deleted.
+ * A backend asked to resign (request_id from le_resign_requested()).  A
+ * leader stops leading at once, deletes its key (compared by create
+ * revision), revokes its lease and rejoins at the tail with a new one; the
+ * request is answered once the delete is answered.  A node that does not
+ * lead answers at once.
  */
 extern void election_resign(Election *e, uint32 request_id);
 
 /*
  * Leaves the election for good: stops claiming leadership in shared memory
  * first, then deletes the key and revokes the lease, waiting at most the
- * request timeout for etcd to confirm.
+ * request timeout for etcd to confirm.  Never waits on the latch or on
+ * postmaster death, so it works for an orphaned worker too.
  */
 extern void election_shutdown(Election *e, const char *reason);
 

@@ -137,8 +137,8 @@ etcd_campaign(EtcdClient *c, const char *key, const char *value,
 }
 
 EtcdRequest *
-etcd_queue(EtcdClient *c, const char *prefix, int64 max_create_revision,
-		   int timeout_ms, int tag)
+etcd_range_candidates(EtcdClient *c, const char *prefix, int64 max_create_revision,
+					  int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 	char	   *from = psprintf("%s/", prefix);
@@ -410,7 +410,8 @@ etcd_campaign_result(EtcdRequest *req, int64 *create_revision, char *err)
 }
 
 bool
-etcd_queue_result(EtcdRequest *req, const char *prefix, EtcdQueue *queue, char *err)
+etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
+							 EtcdCandidates *candidates, char *err)
 {
 	cJSON	   *json = answer_json(req, err);
 	const cJSON *kvs;
@@ -421,16 +422,16 @@ etcd_queue_result(EtcdRequest *req, const char *prefix, EtcdQueue *queue, char *
 	if (json == NULL)
 		return false;
 	if (!get_int64(cJSON_GetObjectItemCaseSensitive(json, "header"), "revision",
-				   &queue->revision) || queue->revision <= 0)
+				   &candidates->revision) || candidates->revision <= 0)
 		return malformed(json, req, "range without a valid header revision", err);
 	kvs = cJSON_GetObjectItemCaseSensitive(json, "kvs");
 	if (kvs != NULL && !cJSON_IsArray(kvs))
 		return malformed(json, req, "range with kvs that are not an array", err);
-	queue->count = cJSON_GetArraySize(kvs);
-	queue->keys = palloc0(sizeof(EtcdKeyValue) * Max(queue->count, 1));
+	candidates->count = cJSON_GetArraySize(kvs);
+	candidates->keys = palloc0(sizeof(EtcdKeyValue) * Max(candidates->count, 1));
 	cJSON_ArrayForEach(kv, kvs)
 	{
-		EtcdKeyValue *k = &queue->keys[i];
+		EtcdKeyValue *k = &candidates->keys[i];
 
 		k->key = get_base64(kv, "key");
 		k->value = get_base64(kv, "value");
@@ -439,10 +440,10 @@ etcd_queue_result(EtcdRequest *req, const char *prefix, EtcdQueue *queue, char *
 		if (strncmp(k->key, prefix, prefix_len) != 0 || k->key[prefix_len] != '/')
 			return malformed(json, req, "key outside the election prefix", err);
 		if (!get_int64(kv, "create_revision", &k->create_revision) ||
-			k->create_revision <= 0 || k->create_revision > queue->revision ||
+			k->create_revision <= 0 || k->create_revision > candidates->revision ||
 			!get_int64(kv, "lease", &k->lease))
 			return malformed(json, req, "key with an invalid revision or lease", err);
-		if (i > 0 && k->create_revision <= queue->keys[i - 1].create_revision)
+		if (i > 0 && k->create_revision <= candidates->keys[i - 1].create_revision)
 			return malformed(json, req, "keys not in create-revision order", err);
 		i++;
 	}

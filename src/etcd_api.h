@@ -17,13 +17,13 @@ typedef struct EtcdKeyValue
 	int64		lease;
 } EtcdKeyValue;
 
-/* Keys under a prefix in create-revision order, oldest first. */
-typedef struct EtcdQueue
+/* The candidates' keys under a prefix in create-revision order, oldest first. */
+typedef struct EtcdCandidates
 {
 	int64		revision;		/* store revision the answer reflects */
 	int			count;
 	EtcdKeyValue *keys;
-} EtcdQueue;
+} EtcdCandidates;
 
 typedef enum EtcdWatchEvent
 {
@@ -50,11 +50,11 @@ extern EtcdRequest *etcd_campaign(EtcdClient *c, const char *key, const char *va
 								  int64 lease_id, int timeout_ms, int tag);
 extern bool etcd_campaign_result(EtcdRequest *req, int64 *create_revision, char *err);
 
-/* Keys under prefix + "/" with create revision <= max (0: all). */
-extern EtcdRequest *etcd_queue(EtcdClient *c, const char *prefix, int64 max_create_revision,
-							   int timeout_ms, int tag);
-extern bool etcd_queue_result(EtcdRequest *req, const char *prefix, EtcdQueue *queue,
-							  char *err);
+/* Range read of the keys under prefix + "/" with create revision <= max (0: all). */
+extern EtcdRequest *etcd_range_candidates(EtcdClient *c, const char *prefix,
+										  int64 max_create_revision, int timeout_ms, int tag);
+extern bool etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
+										 EtcdCandidates *candidates, char *err);
 
 /* Deletes key only if its create revision is still create_revision. */
 extern EtcdRequest *etcd_delete_if_created(EtcdClient *c, const char *key,

@@ -17,7 +17,6 @@
 #include "etcd_client.h"
 
 #define ETCD_MAX_SOCKETS	32
-#define ETCD_MAX_ENDPOINTS	16
 
 typedef struct WatchedSocket
 {
@@ -29,9 +28,8 @@ struct EtcdClient
 {
 	MemoryContext context;
 	CURLM	   *multi;
-	int			nendpoints;
+	EtcdEndpoints endpoints;
 	int			current;
-	char		endpoints[ETCD_MAX_ENDPOINTS][LE_URL_LEN];
 	int			nsockets;
 	WatchedSocket sockets[ETCD_MAX_SOCKETS];
 	bool		timer_armed;
@@ -78,7 +76,7 @@ timer_callback(CURLM *multi pg_attribute_unused(), long timeout_ms, void *client
 
 	client->timer_armed = (timeout_ms >= 0);
 	if (client->timer_armed)
-		client->timer_due_us = le_monotonic_us() + (uint64) timeout_ms * 1000;
+		client->timer_due_us = le_clock_us() + (uint64) timeout_ms * 1000;
 	return 0;
 }
 
@@ -155,61 +153,39 @@ etcd_client_destroy(EtcdClient *client)
 	pfree(client);
 }
 
-/*
- * The list was validated by the GUC check hook; here it is only split.
- * Keeps the current endpoint if it is still listed.
- */
 void
-etcd_client_set_endpoints(EtcdClient *client, const char *list)
+etcd_client_set_endpoints(EtcdClient *client, const EtcdEndpoints *endpoints)
 {
 	char		previous[LE_URL_LEN];
-	const char *p = list;
+	int			i;
 
 	strlcpy(previous, etcd_client_endpoint(client), sizeof(previous));
-	client->nendpoints = 0;
+	client->endpoints = *endpoints;
 	client->current = 0;
-	while (*p && client->nendpoints < ETCD_MAX_ENDPOINTS)
-	{
-		size_t		len;
-		char	   *url = client->endpoints[client->nendpoints];
-
-		while (*p == ' ' || *p == ',')
-			p++;
-		len = strcspn(p, ", ");
-		if (len == 0)
-			break;
-		if (len >= LE_URL_LEN)
-			len = LE_URL_LEN - 1;
-		memcpy(url, p, len);
-		url[len] = '\0';
-		while (len > 0 && url[len - 1] == '/')
-			url[--len] = '\0';
-		p += strcspn(p, ",");
-		if (strcmp(url, previous) == 0)
-			client->current = client->nendpoints;
-		client->nendpoints++;
-	}
+	for (i = 0; i < endpoints->count; i++)
+		if (strcmp(endpoints->urls[i], previous) == 0)
+			client->current = i;
 }
 
 const char *
 etcd_client_endpoint(EtcdClient *client)
 {
-	if (client->nendpoints == 0)
+	if (client->endpoints.count == 0)
 		return "";
-	return client->endpoints[client->current];
+	return client->endpoints.urls[client->current];
 }
 
 void
 etcd_client_next_endpoint(EtcdClient *client)
 {
-	if (client->nendpoints > 0)
-		client->current = (client->current + 1) % client->nendpoints;
+	if (client->endpoints.count > 0)
+		client->current = (client->current + 1) % client->endpoints.count;
 }
 
 int
 etcd_client_endpoint_count(EtcdClient *client)
 {
-	return client->nendpoints;
+	return client->endpoints.count;
 }
 
 EtcdRequest *
@@ -223,7 +199,7 @@ etcd_post(EtcdClient *client, const char *path, const cJSON *body,
 	req = MemoryContextAllocZero(client->context, sizeof(EtcdRequest));
 	req->client = client;
 	req->tag = tag;
-	req->started_us = le_monotonic_us();
+	req->started_us = le_clock_us();
 	strlcpy(req->endpoint, etcd_client_endpoint(client), sizeof(req->endpoint));
 	snprintf(url, sizeof(url), "%s%s", req->endpoint, path);
 
@@ -321,7 +297,8 @@ collect_finished(EtcdClient *client)
 }
 
 int
-etcd_client_wait(EtcdClient *client, long timeout_ms, uint32 wait_event_info)
+etcd_client_wait(EtcdClient *client, long timeout_ms, bool wake_events,
+				 uint32 wait_event_info)
 {
 	WaitEvent	fired[ETCD_MAX_SOCKETS + 2];
 	WaitEventSet *set;
@@ -332,7 +309,7 @@ etcd_client_wait(EtcdClient *client, long timeout_ms, uint32 wait_event_info)
 
 	if (client->timer_armed)
 	{
-		uint64		now = le_monotonic_us();
+		uint64		now = le_clock_us();
 		long		curl_ms = 0;
 
 		if (client->timer_due_us > now)
@@ -343,8 +320,11 @@ etcd_client_wait(EtcdClient *client, long timeout_ms, uint32 wait_event_info)
 
 	/* The socket set changes between waits; a fresh set is a few calls. */
 	set = CreateWaitEventSet(CurrentMemoryContext, client->nsockets + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (wake_events)
+	{
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	}
 	for (i = 0; i < client->nsockets; i++)
 	{
 		uint32		events = 0;
@@ -375,7 +355,7 @@ etcd_client_wait(EtcdClient *client, long timeout_ms, uint32 wait_event_info)
 		curl_multi_socket_action(client->multi, fired[i].fd, curl_events,
 								 &running);
 	}
-	if (client->timer_armed && le_monotonic_us() >= client->timer_due_us)
+	if (client->timer_armed && le_clock_us() >= client->timer_due_us)
 	{
 		client->timer_armed = false;
 		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,

@@ -20,7 +20,7 @@ typedef struct EtcdClient EtcdClient;
 typedef struct EtcdRequest
 {
 	int			tag;			/* caller's label, e.g. which call this is */
-	uint64		started_us;		/* le_monotonic_us() when it was sent */
+	uint64		started_us;		/* le_clock_us() when it was sent */
 	bool		done;			/* transfer finished (fields below are set) */
 	bool		transport_failed;	/* no usable HTTP answer: try elsewhere */
 	CURLcode	curl_result;
@@ -40,7 +40,8 @@ typedef struct EtcdRequest
 extern EtcdClient *etcd_client_create(MemoryContext context);
 extern void etcd_client_destroy(EtcdClient *client);
 
-extern void etcd_client_set_endpoints(EtcdClient *client, const char *list);
+/* Takes the list parsed by the endpoints check hook; keeps the current one if listed. */
+extern void etcd_client_set_endpoints(EtcdClient *client, const EtcdEndpoints *endpoints);
 extern const char *etcd_client_endpoint(EtcdClient *client);
 extern void etcd_client_next_endpoint(EtcdClient *client);
 extern int	etcd_client_endpoint_count(EtcdClient *client);
@@ -62,12 +63,14 @@ extern void etcd_client_cancel_all(EtcdClient *client);
 extern bool etcd_client_idle(EtcdClient *client);
 
 /*
- * Waits at most timeout_ms (-1: no limit of the caller's) for the latch,
- * postmaster death or etcd traffic, and lets curl progress.  Returns the
- * WL_LATCH_SET / WL_POSTMASTER_DEATH bits that fired.
+ * Waits at most timeout_ms (-1: no limit of the caller's) for etcd traffic
+ * and, with wake_events, for the latch and postmaster death too; lets curl
+ * progress.  Returns the WL_LATCH_SET / WL_POSTMASTER_DEATH bits that fired.
+ * Without wake_events it sleeps on the sockets and curl's timer only: a
+ * process that already knows the postmaster died must not spin on it.
  */
 extern int	etcd_client_wait(EtcdClient *client, long timeout_ms,
-							 uint32 wait_event_info);
+							 bool wake_events, uint32 wait_event_info);
 
 /* A request that finished since the last call, or NULL. */
 extern EtcdRequest *etcd_client_next_done(EtcdClient *client);

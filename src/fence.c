@@ -9,10 +9,11 @@
  * checks refuse every kind of write with SQLSTATE 25006 -- DML, row locks,
  * DDL, COPY FROM, sequences -- while temporary tables keep working; the
  * large-object writes PostgreSQL 15 does not check are refused when the
- * executor or the fast-path protocol is about to call them.  Those errors are rewritten to say why: this node is not the
- * leader, and who is.  Two kinds of statement run unfenced on purpose:
- * DDL of temporary relations, and CREATE/ALTER/DROP EXTENSION leader_election
- * (so that every node can be set up while it follows).
+ * executor or the fast-path protocol is about to call them.  Those errors
+ * are rewritten to say why: this node is not the leader, and who is.  Two
+ * kinds of statement run unfenced on purpose: DDL of temporary relations,
+ * and CREATE/ALTER/DROP EXTENSION leader_election (so that every node can be
+ * set up while it follows).  What a statement is, statement_kinds.c decides.
  *
  * At PRE_COMMIT and PRE_PREPARE, a transaction with an xid commits on a
  * fenced node only if every statement in it ran fenced; anything else
@@ -25,10 +26,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
-#include "catalog/pg_class.h"
-#include "commands/extension.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -36,11 +34,10 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
-#include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 
 #include "fence.h"
 #include "leader_election.h"
+#include "statement_kinds.h"
 
 #define FENCE_MESSAGE "cannot write on node \"%s\": it is not the leader"
 
@@ -52,23 +49,31 @@ static ExecutorRun_hook_type prev_executor_run = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
-/* What this transaction's statements saw; reset when it ends. */
-static int	statements_fenced = 0;
-static bool ran_unfenced = false;
-static bool forced_read_only = false;
-static bool user_read_only = false;
-
 /*
- * Fenced statements now executing.  Unlike the counters above it survives
- * the commits that VACUUM, ANALYZE or a procedure make inside a statement.
+ * The fence's state in this backend.  The first four fields describe the
+ * current transaction: enter_statement() sets them, and the transaction
+ * callback resets them when it ends.  The last three describe statements
+ * now executing and are kept across the commits that VACUUM, ANALYZE or a
+ * procedure make inside one statement; each hook that raises one lowers it
+ * again, on error too.
  */
-static int	fenced_depth = 0;
+static struct
+{
+	/* statements of this transaction that ran fenced */
+	int			statements_fenced;
+	/* a statement of this transaction ran unfenced (the node led, or bypass) */
+	bool		ran_unfenced;
+	/* the fence made XactReadOnly true; user_read_only holds the user's value */
+	bool		forced_read_only;
+	bool		user_read_only;
 
-/* Depth of CREATE/ALTER EXTENSION leader_election: its script runs freely. */
-static int	own_extension_depth = 0;
-
-/* Set while EXPLAIN (no ANALYZE) initialises a plan it will not run. */
-static bool explain_only = false;
+	/* fenced statements now executing (their hooks' PG_TRY blocks) */
+	int			fenced_depth;
+	/* nesting of CREATE/ALTER/DROP EXTENSION leader_election: runs unfenced */
+	int			own_extension_depth;
+	/* EXPLAIN without ANALYZE is initialising a plan it will not run */
+	bool		explain_only;
+}			fence;
 
 /*
  * Client backends, walsenders (which run SQL in replication=database mode)
@@ -122,22 +127,22 @@ enter_statement(bool log_bypass)
 
 	if (fenced)
 	{
-		if (!forced_read_only)
+		if (!fence.forced_read_only)
 		{
-			user_read_only = XactReadOnly;
-			forced_read_only = true;
+			fence.user_read_only = XactReadOnly;
+			fence.forced_read_only = true;
 		}
 		XactReadOnly = true;
-		statements_fenced++;
+		fence.statements_fenced++;
 	}
 	else
 	{
-		if (forced_read_only)
+		if (fence.forced_read_only)
 		{
-			XactReadOnly = user_read_only;
-			forced_read_only = false;
+			XactReadOnly = fence.user_read_only;
+			fence.forced_read_only = false;
 		}
-		ran_unfenced = true;
+		fence.ran_unfenced = true;
 	}
 	return fenced;
 }
@@ -146,30 +151,26 @@ enter_statement(bool log_bypass)
 static void
 fence_error(const char *reason)
 {
-	char		node_name[LE_NAME_LEN];
-	char		leader_name[LE_NAME_LEN];
-	bool		leader_known;
-	int64		token;
+	LeaderView	view;
+	uint64		valid_until;
+	TimestampTz role_since;
 
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	strlcpy(node_name, le_shared->node_name, sizeof(node_name));
-	strlcpy(leader_name, le_shared->leader_name, sizeof(leader_name));
+	le_shared_snapshot(&view, &valid_until, &role_since);
 	/* Only a follower's view names a leader: ours has lapsed, if we led. */
-	leader_known = le_shared->leader_known && le_shared->role == LE_ROLE_FOLLOWER;
-	token = le_shared->fencing_token;
-	LWLockRelease(&le_shared->lock);
-
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-			 errmsg(FENCE_MESSAGE, node_name),
-			 leader_known ?
+			 errmsg(FENCE_MESSAGE, view.node_name),
+			 view.leader_known && view.role == LE_ROLE_FOLLOWER ?
 			 errdetail("The leader is \"%s\" (fencing token " INT64_FORMAT "). Refused: %s.",
-					   leader_name, token, reason) :
+					   view.leader_name, view.fencing_token, reason) :
 			 errdetail("No leader is known to this node. Refused: %s.", reason),
 			 errhint("Send writes to the leader (see leader_status() on any node).")));
 }
 
-/* Gives PostgreSQL's read-only errors the reason and the leader's name. */
+/*
+ * From a fenced statement's PG_CATCH: gives PostgreSQL's read-only errors
+ * the reason and the leader's name; rethrows every other error as it is.
+ */
 static void
 rethrow_as_fence_error(MemoryContext context)
 {
@@ -184,24 +185,6 @@ rethrow_as_fence_error(MemoryContext context)
 	/* The context callbacks still on the stack add the context again. */
 	fence_error(edata->message);
 }
-
-/* Runs a fenced statement, rewriting the errors the fence caused. */
-#define RUN_FENCED(call) \
-	do { \
-		MemoryContext fence_cxt = CurrentMemoryContext; \
-		fenced_depth++; \
-		PG_TRY(); \
-		{ \
-			call; \
-		} \
-		PG_CATCH(); \
-		{ \
-			fenced_depth--; \
-			rethrow_as_fence_error(fence_cxt); \
-		} \
-		PG_END_TRY(); \
-		fenced_depth--; \
-	} while (0)
 
 static void
 call_executor_start(QueryDesc *queryDesc, int eflags)
@@ -223,168 +206,82 @@ call_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 }
 
 static void
+call_process_utility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+static void
 fence_executor_start(QueryDesc *queryDesc, int eflags)
 {
+	MemoryContext context = CurrentMemoryContext;
+	bool		was_explain_only = fence.explain_only;
+
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 	{
 		/* Nothing will run, but setting up the plan announces its functions. */
-		bool		was_explain_only = explain_only;
-
-		explain_only = true;
+		fence.explain_only = true;
 		PG_TRY();
 		{
 			call_executor_start(queryDesc, eflags);
 		}
 		PG_FINALLY();
 		{
-			explain_only = was_explain_only;
+			fence.explain_only = was_explain_only;
 		}
 		PG_END_TRY();
+		return;
 	}
-	else if (own_extension_depth == 0 && enter_statement(true))
-		RUN_FENCED(call_executor_start(queryDesc, eflags));
-	else
+	if (fence.own_extension_depth > 0 || !enter_statement(true))
+	{
 		call_executor_start(queryDesc, eflags);
+		return;
+	}
+	fence.fenced_depth++;
+	PG_TRY();
+	{
+		call_executor_start(queryDesc, eflags);
+	}
+	PG_CATCH();
+	{
+		fence.fenced_depth--;
+		rethrow_as_fence_error(context);
+	}
+	PG_END_TRY();
+	fence.fenced_depth--;
 }
 
 static void
 fence_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 				   uint64 count, bool execute_once)
 {
-	if (own_extension_depth == 0 && enter_statement(false))
-		RUN_FENCED(call_executor_run(queryDesc, direction, count, execute_once));
-	else
+	MemoryContext context = CurrentMemoryContext;
+
+	if (fence.own_extension_depth > 0 || !enter_statement(false))
+	{
 		call_executor_run(queryDesc, direction, count, execute_once);
-}
-
-/* CREATE TEMP ... or CREATE ... pg_temp.name */
-static bool
-names_temp_namespace(RangeVar *rv)
-{
-	return rv->relpersistence == RELPERSISTENCE_TEMP ||
-		(rv->schemaname != NULL && strcmp(rv->schemaname, "pg_temp") == 0);
-}
-
-static bool
-is_temp_relation(RangeVar *rv)
-{
-	Oid			relid;
-
-	if (names_temp_namespace(rv))
-		return true;
-	relid = RangeVarGetRelid(rv, NoLock, true);
-	return OidIsValid(relid) && get_rel_persistence(relid) == RELPERSISTENCE_TEMP;
-}
-
-/* Names in a DROP, each a temporary relation. */
-static bool
-all_temp_relations(List *names)
-{
-	ListCell   *lc;
-
-	foreach(lc, names)
-		if (!is_temp_relation(makeRangeVarFromNameList(lfirst(lc))))
-			return false;
-	return true;
-}
-
-/* DDL that creates, changes or drops temporary relations only. */
-static bool
-is_temp_relation_ddl(Node *stmt)
-{
-	ListCell   *lc;
-
-	switch (nodeTag(stmt))
-	{
-		case T_CreateStmt:
-			return names_temp_namespace(((CreateStmt *) stmt)->relation);
-		case T_CreateSeqStmt:
-			return names_temp_namespace(((CreateSeqStmt *) stmt)->sequence);
-		case T_ViewStmt:
-			return names_temp_namespace(((ViewStmt *) stmt)->view);
-		case T_CreateTableAsStmt:
-			{
-				CreateTableAsStmt *ctas = (CreateTableAsStmt *) stmt;
-
-				return ctas->objtype == OBJECT_TABLE &&
-					names_temp_namespace(ctas->into->rel);
-			}
-		case T_IndexStmt:
-			return is_temp_relation(((IndexStmt *) stmt)->relation);
-		case T_AlterTableStmt:
-			return is_temp_relation(((AlterTableStmt *) stmt)->relation);
-		case T_AlterSeqStmt:
-			return is_temp_relation(((AlterSeqStmt *) stmt)->sequence);
-		case T_RenameStmt:
-			{
-				RangeVar   *relation = ((RenameStmt *) stmt)->relation;
-
-				return relation != NULL && is_temp_relation(relation);
-			}
-		case T_DropStmt:
-			{
-				DropStmt   *drop = (DropStmt *) stmt;
-
-				switch (drop->removeType)
-				{
-					case OBJECT_TABLE:
-					case OBJECT_SEQUENCE:
-					case OBJECT_VIEW:
-					case OBJECT_INDEX:
-						return all_temp_relations(drop->objects);
-					default:
-						return false;
-				}
-			}
-		case T_TruncateStmt:
-			foreach(lc, ((TruncateStmt *) stmt)->relations)
-				if (!is_temp_relation(lfirst(lc)))
-					return false;
-			return true;
-		default:
-			return false;
+		return;
 	}
-}
-
-static bool
-is_own_extension_ddl(Node *stmt)
-{
-	ListCell   *lc;
-
-	switch (nodeTag(stmt))
+	fence.fenced_depth++;
+	PG_TRY();
 	{
-		case T_CreateExtensionStmt:
-			return strcmp(((CreateExtensionStmt *) stmt)->extname, "leader_election") == 0;
-		case T_AlterExtensionStmt:
-			return strcmp(((AlterExtensionStmt *) stmt)->extname, "leader_election") == 0;
-		case T_DropStmt:
-			/* CASCADE would drop the user's objects that depend on it */
-			if (((DropStmt *) stmt)->removeType != OBJECT_EXTENSION ||
-				((DropStmt *) stmt)->behavior == DROP_CASCADE)
-				return false;
-			foreach(lc, ((DropStmt *) stmt)->objects)
-				if (strcmp(strVal(lfirst(lc)), "leader_election") != 0)
-					return false;
-			return true;
-		default:
-			return false;
+		call_executor_run(queryDesc, direction, count, execute_once);
 	}
-}
-
-static bool
-ends_transaction(Node *stmt)
-{
-	if (!IsA(stmt, TransactionStmt))
-		return false;
-	switch (((TransactionStmt *) stmt)->kind)
+	PG_CATCH();
 	{
-		case TRANS_STMT_COMMIT:
-		case TRANS_STMT_ROLLBACK:
-		case TRANS_STMT_PREPARE:
-			return true;
-		default:
-			return false;
+		fence.fenced_depth--;
+		rethrow_as_fence_error(context);
 	}
+	PG_END_TRY();
+	fence.fenced_depth--;
 }
 
 static void
@@ -394,44 +291,41 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-
-#define CALL_NEXT() \
-	(prev_process_utility ? \
-	 prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc) : \
-	 standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc))
+	MemoryContext memory_context = CurrentMemoryContext;
 
 	/* SET and SHOW write nothing: no bypass to log (RESET of it included) */
-	if (own_extension_depth > 0 ||
+	if (fence.own_extension_depth > 0 ||
 		!enter_statement(!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt)))
 	{
-		CALL_NEXT();
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
 		return;
 	}
 
 	if (is_own_extension_ddl(stmt))
 	{
-		own_extension_depth++;
-		XactReadOnly = user_read_only;
+		fence.own_extension_depth++;
+		XactReadOnly = fence.user_read_only;
 		PG_TRY();
 		{
-			CALL_NEXT();
+			call_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
 		}
 		PG_FINALLY();
 		{
-			own_extension_depth--;
+			fence.own_extension_depth--;
 		}
 		PG_END_TRY();
 		return;
 	}
 	if (is_temp_relation_ddl(stmt))
 	{
-		XactReadOnly = user_read_only;
-		CALL_NEXT();
+		XactReadOnly = fence.user_read_only;
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
 		return;
 	}
-	/* PostgreSQL allows it in read-only transactions; it still commits writes. */
-	if (IsA(stmt, TransactionStmt) &&
-		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	if (is_commit_prepared(stmt))
 		fence_error("COMMIT PREPARED would commit writes made elsewhere");
 	/*
 	 * BEGIN READ ONLY, SET TRANSACTION ...: the user's own choice, kept.
@@ -440,15 +334,28 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (IsA(stmt, TransactionStmt) || IsA(stmt, VariableSetStmt))
 	{
-		XactReadOnly = user_read_only;
-		CALL_NEXT();
-		user_read_only = XactReadOnly;
+		XactReadOnly = fence.user_read_only;
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+		fence.user_read_only = XactReadOnly;
 		if (!ends_transaction(stmt))
 			XactReadOnly = true;
 		return;
 	}
-	RUN_FENCED(CALL_NEXT());
-#undef CALL_NEXT
+
+	fence.fenced_depth++;
+	PG_TRY();
+	{
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		fence.fenced_depth--;
+		rethrow_as_fence_error(memory_context);
+	}
+	PG_END_TRY();
+	fence.fenced_depth--;
 }
 
 /*
@@ -456,27 +363,6 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
  * The executor (and the fast-path protocol) announces every function it is
  * about to call; these are refused there.
  */
-static bool
-is_large_object_write(Oid fn_oid)
-{
-	switch (fn_oid)
-	{
-		case F_LO_CREAT:
-		case F_LO_CREATE:
-		case F_LO_IMPORT_TEXT:
-		case F_LO_IMPORT_TEXT_OID:
-		case F_LO_FROM_BYTEA:
-		case F_LO_PUT:
-		case F_LOWRITE:
-		case F_LO_TRUNCATE:
-		case F_LO_TRUNCATE64:
-		case F_LO_UNLINK:
-			return true;
-		default:
-			return false;
-	}
-}
-
 static void
 fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					int subId, void *arg)
@@ -484,7 +370,7 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && is_large_object_write(objectId) &&
-		own_extension_depth == 0 && !explain_only && fenced_now(false))
+		fence.own_extension_depth == 0 && !fence.explain_only && fenced_now(false))
 		fence_error("large objects cannot be written");
 }
 
@@ -498,7 +384,8 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			/* At exit, a session drops its temporary objects: let it. */
 			if (!proc_exit_inprogress &&
 				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
-				(ran_unfenced || (statements_fenced == 0 && fenced_depth == 0)) &&
+				(fence.ran_unfenced ||
+				 (fence.statements_fenced == 0 && fence.fenced_depth == 0)) &&
 				fenced_now(false))
 				fence_error(event == XACT_EVENT_PRE_COMMIT ?
 							"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit" :
@@ -507,10 +394,9 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-			statements_fenced = 0;
-			ran_unfenced = false;
-			forced_read_only = false;
-			own_extension_depth = 0;
+			fence.statements_fenced = 0;
+			fence.ran_unfenced = false;
+			fence.forced_read_only = false;
 			break;
 		default:
 			break;

@@ -6,15 +6,17 @@
 #ifndef LEADER_ELECTION_H
 #define LEADER_ELECTION_H
 
-#include "postgres.h"
-
 #include "election.h"
+#include "endpoints.h"
 
 extern char *le_endpoints;
 extern char *le_prefix;
 extern char *le_node_name;
 extern int	le_lease_ttl;
 extern int	le_request_timeout;
+
+/* leader_election.endpoints as parsed by its check hook. */
+extern const EtcdEndpoints *le_endpoint_list;
 
 /* The settings as the election uses them (node_name '' -> host:port). */
 extern void le_current_config(ElectionConfig *config);

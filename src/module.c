@@ -27,7 +27,7 @@ char	   *le_node_name = NULL;
 int			le_lease_ttl = 10;
 int			le_request_timeout = 1000;
 
-#define LE_MAX_ENDPOINTS 16
+const EtcdEndpoints *le_endpoint_list = NULL;
 
 static bool
 has_control_characters(const char *s)
@@ -38,22 +38,73 @@ has_control_characters(const char *s)
 	return false;
 }
 
+/*
+ * Parses one endpoint of len bytes at p (spaces around it already trimmed)
+ * into url; false with the check's detail set if it is not a usable URL.
+ */
 static bool
-check_endpoints(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+parse_endpoint(const char *p, size_t len, char *url)
+{
+	const char *host;
+
+	if (len == 0)
+	{
+		GUC_check_errdetail("The list of endpoints has an empty entry.");
+		return false;
+	}
+	if (len >= 7 && strncmp(p, "http://", 7) == 0)
+		host = p + 7;
+	else if (len >= 8 && strncmp(p, "https://", 8) == 0)
+		host = p + 8;
+	else
+	{
+		GUC_check_errdetail("Endpoint \"%.*s\" does not start with http:// or https://.",
+							(int) len, p);
+		return false;
+	}
+	if (host >= p + len || *host == '/')
+	{
+		GUC_check_errdetail("Endpoint \"%.*s\" names no host.", (int) len, p);
+		return false;
+	}
+	if (len < LE_URL_LEN)
+	{
+		memcpy(url, p, len);
+		url[len] = '\0';
+	}
+	if (len >= LE_URL_LEN || memchr(p, ' ', len) != NULL || has_control_characters(url))
+	{
+		GUC_check_errdetail("Endpoint \"%.*s\" is too long or contains spaces or control characters.",
+							(int) Min(len, 64), p);
+		return false;
+	}
+	/* "http://h:2379/" and "http://h:2379" are the same endpoint */
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+	return true;
+}
+
+/*
+ * Parses the comma-separated list into *extra, once; the assign hook makes
+ * it le_endpoint_list, which the worker and leader_candidates() use as is.
+ */
+static bool
+check_endpoints(char **newval, void **extra, GucSource source pg_attribute_unused())
 {
 	const char *p = *newval;
-	int			count = 0;
+	EtcdEndpoints parsed;
+	EtcdEndpoints *result;
 
 	if (p == NULL || *p == '\0')
 	{
 		GUC_check_errdetail("At least one etcd endpoint is required.");
 		return false;
 	}
-	while (*p)
+	parsed.count = 0;
+	for (;;)
 	{
 		size_t		len;
 		size_t		item_len;
-		const char *host;
 
 		while (*p == ' ')
 			p++;
@@ -61,50 +112,38 @@ check_endpoints(char **newval, void **extra pg_attribute_unused(), GucSource sou
 		len = item_len;
 		while (len > 0 && p[len - 1] == ' ')
 			len--;
-		if (len == 0)
-		{
-			GUC_check_errdetail("The list of endpoints has an empty entry.");
-			return false;
-		}
-		if (strncmp(p, "http://", 7) == 0)
-			host = p + 7;
-		else if (strncmp(p, "https://", 8) == 0)
-			host = p + 8;
-		else
-		{
-			GUC_check_errdetail("Endpoint \"%.*s\" does not start with http:// or https://.",
-								(int) len, p);
-			return false;
-		}
-		if (host >= p + len || *host == '/')
-		{
-			GUC_check_errdetail("Endpoint \"%.*s\" names no host.", (int) len, p);
-			return false;
-		}
-		if (len >= LE_URL_LEN || memchr(p, ' ', len) != NULL ||
-			has_control_characters(pnstrdup(p, len)))
-		{
-			GUC_check_errdetail("Endpoint \"%.*s\" is too long or contains spaces or control characters.",
-								(int) Min(len, 64), p);
-			return false;
-		}
-		if (++count > LE_MAX_ENDPOINTS)
+		if (parsed.count == LE_MAX_ENDPOINTS)
 		{
 			GUC_check_errdetail("At most %d endpoints are allowed.", LE_MAX_ENDPOINTS);
 			return false;
 		}
+		if (!parse_endpoint(p, len, parsed.urls[parsed.count]))
+			return false;
+		parsed.count++;
 		p += item_len;
-		if (*p == ',')
+		if (*p == '\0')
+			break;
+		p++;					/* the comma */
+		if (*p == '\0')
 		{
-			p++;
-			if (*p == '\0')
-			{
-				GUC_check_errdetail("The list of endpoints ends with a comma.");
-				return false;
-			}
+			GUC_check_errdetail("The list of endpoints ends with a comma.");
+			return false;
 		}
 	}
+
+	/* guc.c frees extra with free() */
+	result = malloc(sizeof(EtcdEndpoints));
+	if (result == NULL)
+		return false;
+	*result = parsed;
+	*extra = result;
 	return true;
+}
+
+static void
+assign_endpoints(const char *newval pg_attribute_unused(), void *extra)
+{
+	le_endpoint_list = extra;
 }
 
 static bool
@@ -196,7 +235,7 @@ _PG_init(void)
 							   &le_endpoints,
 							   "http://127.0.0.1:2379",
 							   PGC_SIGHUP, 0,
-							   check_endpoints, NULL, NULL);
+							   check_endpoints, assign_endpoints, NULL);
 	DefineCustomStringVariable("leader_election.prefix",
 							   "Election name: candidates' keys are <prefix>/<lease id in hex>.",
 							   "The same name as etcdctl elect uses.",
@@ -244,7 +283,7 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	le_shmem_request();
+	le_shmem_install_hooks();
 	le_fence_install();
 
 	memset(&worker, 0, sizeof(worker));

@@ -1,14 +1,20 @@
 /*
  * shared_state.c
- *		Owns the shared-memory segment of leader_election: its size, its
- *		initialisation, and the monotonic clock both sides compare against.
+ *		Owns the shared-memory segment of leader_election: its size and
+ *		initialisation, every write to it, the resign handshake, and the
+ *		clock both sides compare the leadership deadline against.
+ *
+ * The locking and ordering rules are stated once, in shared_state.h.
  */
 #include "postgres.h"
 
 #include <time.h>
 
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 
 #include "shared_state.h"
@@ -19,15 +25,25 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void
-le_shmem_request_hook(void)
+le_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(LeaderShared)));
 }
 
+/* The view of a node that is not in the election. */
 static void
-le_shmem_startup_hook(void)
+reset_view(LeaderView *view)
+{
+	memset(view, 0, sizeof(LeaderView));
+	view->phase = EP_NO_LEASE;
+	view->role = LE_ROLE_DISCONNECTED;
+	view->queue_position = -1;
+}
+
+static void
+le_shmem_startup(void)
 {
 	bool		found;
 
@@ -44,44 +60,170 @@ le_shmem_startup_hook(void)
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
 		le_shared->worker_procno = -1;
-		le_shared->role = LE_ROLE_DISCONNECTED;
 		le_shared->role_since = GetCurrentTimestamp();
-		le_shared->queue_position = -1;
+		reset_view(&le_shared->view);
 	}
 	LWLockRelease(AddinShmemInitLock);
 	LWLockRegisterTranche(le_shared->lock.tranche, "leader_election");
 }
 
-/* Called from _PG_init while shared_preload_libraries is processed. */
 void
-le_shmem_request(void)
+le_shmem_install_hooks(void)
 {
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = le_shmem_request_hook;
+	shmem_request_hook = le_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = le_shmem_startup_hook;
-}
-
-const char *
-le_role_name(LeaderRole role)
-{
-	switch (role)
-	{
-		case LE_ROLE_LEADER:
-			return "leader";
-		case LE_ROLE_FOLLOWER:
-			return "follower";
-		case LE_ROLE_DISCONNECTED:
-			break;
-	}
-	return "disconnected";
+	shmem_startup_hook = le_shmem_startup;
 }
 
 uint64
-le_monotonic_us(void)
+le_clock_us(void)
 {
 	struct timespec ts;
 
+#ifdef CLOCK_BOOTTIME
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+#else
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
 	return (uint64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- the worker's side ---- */
+
+/* Whatever happens to the worker, shared memory must not say "leader". */
+static void
+detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	le_shared_clear_leadership();
+	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	le_shared->worker_procno = -1;
+	if (le_shared->view.role != LE_ROLE_DISCONNECTED)
+		le_shared->role_since = GetCurrentTimestamp();
+	reset_view(&le_shared->view);
+	/* nobody is left to serve them */
+	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
+	LWLockRelease(&le_shared->lock);
+	ConditionVariableBroadcast(&le_shared->changed);
+}
+
+/* The last resign request this worker has seen (worker process only). */
+static uint32 resigns_seen;
+
+void
+le_shared_attach_worker(void)
+{
+	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	le_shared->worker_procno = MyProc->pgprocno;
+	/* requests from before this worker's time are void */
+	resigns_seen = pg_atomic_read_u32(&le_shared->resign_requests);
+	le_shared->resigns_done = resigns_seen;
+	LWLockRelease(&le_shared->lock);
+	ConditionVariableBroadcast(&le_shared->changed);
+	on_shmem_exit(detach_worker, 0);
+}
+
+void
+le_shared_clear_leadership(void)
+{
+	pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
+}
+
+bool
+le_shared_publish(const LeaderView *view, uint64 valid_until_us)
+{
+	bool		changed;
+
+	if (valid_until_us == 0)
+		le_shared_clear_leadership();
+
+	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	changed = le_shared->view.role != view->role;
+	if (changed)
+		le_shared->role_since = GetCurrentTimestamp();
+	le_shared->view = *view;
+	LWLockRelease(&le_shared->lock);
+
+	if (valid_until_us != 0)
+		pg_atomic_exchange_u64(&le_shared->valid_until_us, valid_until_us);
+	if (changed)
+		ConditionVariableBroadcast(&le_shared->changed);
+	return changed;
+}
+
+/* ---- backends' side ---- */
+
+void
+le_shared_snapshot(LeaderView *view, uint64 *valid_until_us, TimestampTz *role_since)
+{
+	LWLockAcquire(&le_shared->lock, LW_SHARED);
+	*view = le_shared->view;
+	*role_since = le_shared->role_since;
+	LWLockRelease(&le_shared->lock);
+	*valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
+}
+
+/*
+ * The resign handshake
+ *
+ * A backend asks with a ticket: it bumps resign_requests (an atomic, so any
+ * number of backends may ask at once) and keeps the new value as its
+ * request id, then sets the worker's latch.  The worker notices at its next
+ * wakeup that resign_requests moved past the last value it saw, serves the
+ * request (stops leading, deletes its key, revokes its lease), and then
+ * stores the id it served in resigns_done and broadcasts the condition
+ * variable.  One serving answers every request up to that id, because they
+ * all asked for the same thing.  A backend is done when resigns_done has
+ * reached its id (compared as a wrapping 32-bit difference) or when no worker
+ * runs: a worker that exits answers everything (detach_worker), and a new
+ * worker voids requests from before its time (le_shared_attach_worker).
+ */
+
+void
+le_resign_request_and_wait(void)
+{
+	uint32		request = pg_atomic_add_fetch_u32(&le_shared->resign_requests, 1);
+	int			worker_procno;
+
+	LWLockAcquire(&le_shared->lock, LW_SHARED);
+	worker_procno = le_shared->worker_procno;
+	LWLockRelease(&le_shared->lock);
+	if (worker_procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[worker_procno].procLatch);
+
+	ConditionVariablePrepareToSleep(&le_shared->changed);
+	for (;;)
+	{
+		bool		served;
+
+		LWLockAcquire(&le_shared->lock, LW_SHARED);
+		served = (int32) (le_shared->resigns_done - request) >= 0 ||
+			le_shared->worker_procno < 0;
+		LWLockRelease(&le_shared->lock);
+		if (served)
+			break;
+		ConditionVariableTimedSleep(&le_shared->changed, 1000, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+bool
+le_resign_requested(uint32 *request_id)
+{
+	uint32		requests = pg_atomic_read_u32(&le_shared->resign_requests);
+
+	if (requests == resigns_seen)
+		return false;
+	resigns_seen = requests;
+	*request_id = requests;
+	return true;
+}
+
+void
+le_resign_answered(uint32 request_id)
+{
+	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	le_shared->resigns_done = request_id;
+	LWLockRelease(&le_shared->lock);
+	ConditionVariableBroadcast(&le_shared->changed);
 }

@@ -1,10 +1,28 @@
 /*
  * shared_state.h
- *		The election state the worker publishes for backends.
+ *		The election state the worker publishes for backends, and the only
+ *		operations that change it.
  *
- * Plain data only: no pointers, no file descriptors.  The worker is the only
- * writer.  The leadership deadline is an atomic so that leader_is_primary()
- * is a single atomic read plus a clock read.
+ * shared_state.c is the only file that writes LeaderShared.  It holds plain
+ * data only: no pointers, no file descriptors.
+ *
+ * Locking and ordering rules:
+ *
+ * - Leadership is decided by valid_until_us alone (le_is_leader_now()): an
+ *   atomic holding the clock time until which this node may act as leader,
+ *   0 when it does not lead.  Backends compare it with the clock themselves,
+ *   so a frozen worker cannot keep its node leading.
+ * - Leadership is cleared first and claimed last.  A worker that stops
+ *   leading zeroes valid_until_us before any other sign of it (a role change
+ *   in the view, a key delete or a lease revoke sent to etcd); a worker that
+ *   starts leading writes the view (leader, fencing token) first and sets
+ *   valid_until_us after it, so a backend that sees leadership also sees the
+ *   view that goes with it.
+ * - Everything else (the view, the worker's procno, resigns_done) is read and
+ *   written under the LWLock.  resign_requests is an atomic counter that
+ *   backends bump; see "The resign handshake" in shared_state.c.
+ * - The condition variable is broadcast whenever the role changes or a resign
+ *   request is answered.
  */
 #ifndef LEADER_ELECTION_SHARED_STATE_H
 #define LEADER_ELECTION_SHARED_STATE_H
@@ -14,9 +32,11 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
+#include "election_phase.h"
+#include "endpoints.h"
+
 #define LE_NAME_LEN		256		/* node names (etcd values), truncated */
 #define LE_KEY_LEN		320		/* prefix + "/" + 16 hex digits */
-#define LE_URL_LEN		256
 #define LE_ERROR_LEN	512
 
 typedef enum LeaderRole
@@ -26,26 +46,11 @@ typedef enum LeaderRole
 	LE_ROLE_LEADER				/* first in the queue, lease valid */
 } LeaderRole;
 
-typedef struct LeaderShared
+/* The worker's view of the election, as leader_status() shows it. */
+typedef struct LeaderView
 {
-	/*
-	 * Monotonic microseconds (le_monotonic_us) until which this node may act
-	 * as leader; 0 when it does not lead.  The worker clears it before any
-	 * other sign of stepping down.
-	 */
-	pg_atomic_uint64 valid_until_us;
-
-	/* Bumped by leader_resign(); the worker answers through resigns_done. */
-	pg_atomic_uint32 resign_requests;
-
-	/* Broadcast whenever the role changes or a resign request is served. */
-	ConditionVariable changed;
-
-	LWLock		lock;			/* guards everything below */
-	int			worker_procno;	/* for SetLatch; -1 while no worker runs */
-	uint32		resigns_done;
+	ElectionPhase phase;
 	LeaderRole	role;
-	TimestampTz role_since;
 	char		node_name[LE_NAME_LEN];
 	bool		leader_known;
 	char		leader_name[LE_NAME_LEN];
@@ -57,17 +62,33 @@ typedef struct LeaderShared
 	int64		own_create_revision;
 	char		endpoint[LE_URL_LEN];
 	char		last_error[LE_ERROR_LEN];	/* empty when healthy */
+} LeaderView;
+
+typedef struct LeaderShared
+{
+	pg_atomic_uint64 valid_until_us;	/* le_clock_us() deadline; 0: not leader */
+	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
+	ConditionVariable changed;
+
+	LWLock		lock;			/* guards everything below */
+	int			worker_procno;	/* for SetLatch; -1 while no worker runs */
+	uint32		resigns_done;	/* last resign request the worker answered */
+	TimestampTz role_since;
+	LeaderView	view;
 } LeaderShared;
 
 /* NULL unless the library was preloaded (and shared memory set up). */
 extern LeaderShared *le_shared;
 
-extern void le_shmem_request(void);
-extern void le_shmem_startup(void);
-extern const char *le_role_name(LeaderRole role);
+/* From _PG_init: installs the shmem request and startup hooks. */
+extern void le_shmem_install_hooks(void);
 
-/* CLOCK_MONOTONIC in microseconds: one vDSO call, no system call. */
-extern uint64 le_monotonic_us(void);
+/*
+ * Microseconds of a clock that keeps counting while the machine is
+ * suspended (CLOCK_BOOTTIME), so a lease never outlives a suspend locally.
+ * One vDSO call, no system call.
+ */
+extern uint64 le_clock_us(void);
 
 /* True while this node holds valid leadership: atomic read + clock read. */
 static inline bool
@@ -78,7 +99,38 @@ le_is_leader_now(void)
 	if (le_shared == NULL)
 		return false;
 	until = pg_atomic_read_u64(&le_shared->valid_until_us);
-	return until != 0 && le_monotonic_us() < until;
+	return until != 0 && le_clock_us() < until;
 }
+
+/* ---- the worker's side: the only writers ---- */
+
+/* The worker starts: it can be woken, and resets everything when it exits. */
+extern void le_shared_attach_worker(void);
+
+/* Ends leadership now, before anything else says so. */
+extern void le_shared_clear_leadership(void);
+
+/*
+ * Publishes the view; valid_until_us is the leadership deadline, or 0.
+ * Returns true if the role changed (the caller logs it).
+ */
+extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us);
+
+/* ---- backends' side: readers ---- */
+
+/* A consistent copy of the view, with leadership as of now. */
+extern void le_shared_snapshot(LeaderView *view, uint64 *valid_until_us,
+							   TimestampTz *role_since);
+
+/* ---- the resign handshake (both sides; see shared_state.c) ---- */
+
+/* Backend: asks the worker to resign and waits until it has. */
+extern void le_resign_request_and_wait(void);
+
+/* Worker: a request not seen before, if any (its id in *request_id). */
+extern bool le_resign_requested(uint32 *request_id);
+
+/* Worker: request_id (and every earlier one) has been served. */
+extern void le_resign_answered(uint32 request_id);
 
 #endif

@@ -89,13 +89,54 @@ leader_wait(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(leads);
 }
 
+/* Columns of leader_status(), in the order the install script declares them. */
+enum
+{
+	STATUS_ROLE,
+	STATUS_NODE_NAME,
+	STATUS_LEADER_NAME,
+	STATUS_QUEUE_POSITION,
+	STATUS_LEASE_ID,
+	STATUS_LEASE_TTL,
+	STATUS_FENCING_TOKEN,
+	STATUS_VALID_UNTIL,
+	STATUS_ENDPOINT,
+	STATUS_LAST_ERROR,
+	STATUS_ROLE_SINCE,
+	STATUS_PHASE,
+	STATUS_COLUMNS
+};
+
+static const char *
+role_name(LeaderRole role)
+{
+	switch (role)
+	{
+		case LE_ROLE_LEADER:
+			return "leader";
+		case LE_ROLE_FOLLOWER:
+			return "follower";
+		case LE_ROLE_DISCONNECTED:
+			break;
+	}
+	return "disconnected";
+}
+
+static void
+set_column(Datum *values, bool *nulls, int column, Datum value)
+{
+	values[column] = value;
+	nulls[column] = false;
+}
+
 Datum
 leader_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[11];
-	bool		nulls[11] = {0};
-	LeaderShared snap;
+	Datum		values[STATUS_COLUMNS];
+	bool		nulls[STATUS_COLUMNS];
+	LeaderView	view;
+	TimestampTz role_since;
 	uint64		valid_until;
 	uint64		now;
 	LeaderRole	role;
@@ -103,67 +144,59 @@ leader_status(PG_FUNCTION_ARGS)
 	le_require_preload();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts != STATUS_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("leader_status() of the installed extension has %d columns, the library expects %d",
+						tupdesc->natts, STATUS_COLUMNS),
+				 errhint("Run ALTER EXTENSION leader_election UPDATE.")));
 
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	memcpy(&snap, le_shared, sizeof(snap));
-	LWLockRelease(&le_shared->lock);
-	valid_until = pg_atomic_read_u64(&le_shared->valid_until_us);
-	now = le_monotonic_us();
+	le_shared_snapshot(&view, &valid_until, &role_since);
+	now = le_clock_us();
 
 	/* A leader whose validity lapsed (frozen worker) is not one. */
-	role = snap.role;
+	role = view.role;
 	if (role == LE_ROLE_LEADER && !(valid_until != 0 && now < valid_until))
 		role = LE_ROLE_DISCONNECTED;
 
-	values[0] = CStringGetTextDatum(le_role_name(role));
-	if (snap.node_name[0] != '\0')
-		values[1] = PointerGetDatum(text_from_etcd(snap.node_name));
-	else
-		nulls[1] = true;
-	if (snap.leader_known && role != LE_ROLE_DISCONNECTED)
+	memset(nulls, true, sizeof(nulls));
+	set_column(values, nulls, STATUS_ROLE, CStringGetTextDatum(role_name(role)));
+	if (view.node_name[0] != '\0')
+		set_column(values, nulls, STATUS_NODE_NAME, PointerGetDatum(text_from_etcd(view.node_name)));
+	if (view.leader_known && role != LE_ROLE_DISCONNECTED)
 	{
-		values[2] = PointerGetDatum(text_from_etcd(snap.leader_name));
-		values[6] = Int64GetDatum(snap.fencing_token);
+		set_column(values, nulls, STATUS_LEADER_NAME, PointerGetDatum(text_from_etcd(view.leader_name)));
+		set_column(values, nulls, STATUS_FENCING_TOKEN, Int64GetDatum(view.fencing_token));
 	}
-	else
-		nulls[2] = nulls[6] = true;
-	if (snap.queue_position >= 0 && role != LE_ROLE_DISCONNECTED)
-		values[3] = Int32GetDatum(snap.queue_position);
-	else
-		nulls[3] = true;
-	if (snap.lease_id != 0)
-		values[4] = Int64GetDatum(snap.lease_id);
-	else
-		nulls[4] = true;
-	values[5] = Int32GetDatum(snap.lease_ttl);
+	if (view.queue_position >= 0 && role != LE_ROLE_DISCONNECTED)
+		set_column(values, nulls, STATUS_QUEUE_POSITION, Int32GetDatum(view.queue_position));
+	if (view.lease_id != 0)
+		set_column(values, nulls, STATUS_LEASE_ID, Int64GetDatum(view.lease_id));
+	set_column(values, nulls, STATUS_LEASE_TTL, Int32GetDatum(view.lease_ttl));
 	if (role == LE_ROLE_LEADER)
-		values[7] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																	(valid_until - now) / 1000));
-	else
-		nulls[7] = true;
-	if (snap.endpoint[0] != '\0')
-		values[8] = CStringGetTextDatum(snap.endpoint);
-	else
-		nulls[8] = true;
-	if (snap.last_error[0] != '\0')
-		values[9] = PointerGetDatum(text_from_etcd(snap.last_error));
-	else
-		nulls[9] = true;
-	values[10] = TimestampTzGetDatum(snap.role_since);
+		set_column(values, nulls, STATUS_VALID_UNTIL,
+				   TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																   (valid_until - now) / 1000)));
+	if (view.endpoint[0] != '\0')
+		set_column(values, nulls, STATUS_ENDPOINT, CStringGetTextDatum(view.endpoint));
+	if (view.last_error[0] != '\0')
+		set_column(values, nulls, STATUS_LAST_ERROR, PointerGetDatum(text_from_etcd(view.last_error)));
+	set_column(values, nulls, STATUS_ROLE_SINCE, TimestampTzGetDatum(role_since));
+	set_column(values, nulls, STATUS_PHASE, CStringGetTextDatum(election_phase_name(view.phase)));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-/* Runs one queue read to completion on the current endpoint. */
+/* Runs one range read of the candidates to completion on the current endpoint. */
 static bool
-read_queue(EtcdClient *client, EtcdQueue *queue, char *err)
+read_candidates(EtcdClient *client, EtcdCandidates *candidates, char *err)
 {
-	EtcdRequest *req = etcd_queue(client, le_prefix, 0, le_request_timeout, 0);
+	EtcdRequest *req = etcd_range_candidates(client, le_prefix, 0, le_request_timeout, 0);
 	bool		ok;
 
 	while (!req->done)
 	{
-		int			fired = etcd_client_wait(client, -1, PG_WAIT_EXTENSION);
+		int			fired = etcd_client_wait(client, -1, true, PG_WAIT_EXTENSION);
 
 		if (fired & WL_POSTMASTER_DEATH)
 			ereport(FATAL,
@@ -175,7 +208,7 @@ read_queue(EtcdClient *client, EtcdQueue *queue, char *err)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	ok = etcd_queue_result(req, le_prefix, queue, err);
+	ok = etcd_range_candidates_result(req, le_prefix, candidates, err);
 	if (!ok && req->transport_failed)
 		etcd_client_next_endpoint(client);
 	etcd_request_free(req);
@@ -187,27 +220,25 @@ leader_candidates(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EtcdClient *volatile client = NULL;
-	EtcdQueue	queue;
+	EtcdCandidates queue;
 	char		err[LE_ERROR_LEN];
-	char		own_key[LE_KEY_LEN];
-	int64		own_revision;
+	LeaderView	view;
+	uint64		valid_until;
+	TimestampTz role_since;
 	volatile bool ok = false;
 	int			i;
 
 	le_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
 
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	strlcpy(own_key, le_shared->own_key, sizeof(own_key));
-	own_revision = le_shared->own_create_revision;
-	LWLockRelease(&le_shared->lock);
+	le_shared_snapshot(&view, &valid_until, &role_since);
 
 	PG_TRY();
 	{
 		client = etcd_client_create(CurrentMemoryContext);
-		etcd_client_set_endpoints(client, le_endpoints);
+		etcd_client_set_endpoints(client, le_endpoint_list);
 		for (int attempt = 0; !ok && attempt < etcd_client_endpoint_count(client); attempt++)
-			ok = read_queue(client, &queue, err);
+			ok = read_candidates(client, &queue, err);
 	}
 	PG_FINALLY();
 	{
@@ -234,9 +265,9 @@ leader_candidates(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(text_from_etcd(k->key));
 		values[3] = Int64GetDatum(k->create_revision);
 		values[4] = Int64GetDatum(k->lease);
-		values[5] = BoolGetDatum(own_revision != 0 &&
-								 k->create_revision == own_revision &&
-								 strcmp(k->key, own_key) == 0);
+		values[5] = BoolGetDatum(view.own_create_revision != 0 &&
+								 k->create_revision == view.own_create_revision &&
+								 strcmp(k->key, view.own_key) == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -245,34 +276,9 @@ leader_candidates(PG_FUNCTION_ARGS)
 Datum
 leader_resign(PG_FUNCTION_ARGS)
 {
-	uint32		request;
-	int			worker_procno;
-
 	le_require_preload();
 	if (!le_is_leader_now())
 		PG_RETURN_BOOL(false);
-
-	request = pg_atomic_add_fetch_u32(&le_shared->resign_requests, 1);
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	worker_procno = le_shared->worker_procno;
-	LWLockRelease(&le_shared->lock);
-	if (worker_procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[worker_procno].procLatch);
-
-	/* Wait until the worker released the key (or is gone). */
-	ConditionVariablePrepareToSleep(&le_shared->changed);
-	for (;;)
-	{
-		bool		served;
-
-		LWLockAcquire(&le_shared->lock, LW_SHARED);
-		served = (int32) (le_shared->resigns_done - request) >= 0 ||
-			le_shared->worker_procno < 0;
-		LWLockRelease(&le_shared->lock);
-		if (served)
-			break;
-		ConditionVariableTimedSleep(&le_shared->changed, 1000, PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
+	le_resign_request_and_wait();
 	PG_RETURN_BOOL(true);
 }

@@ -16,35 +16,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "etcd_client.h"
 #include "leader_election.h"
-
-/* Whatever happens to the worker, shared memory must not say "leader". */
-static void
-detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
-{
-	pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
-	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
-	le_shared->worker_procno = -1;
-	le_shared->role = LE_ROLE_DISCONNECTED;
-	le_shared->role_since = GetCurrentTimestamp();
-	le_shared->queue_position = -1;
-	le_shared->leader_known = false;
-	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
-	LWLockRelease(&le_shared->lock);
-	ConditionVariableBroadcast(&le_shared->changed);
-}
-
-static void
-attach_worker(void)
-{
-	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
-	le_shared->worker_procno = MyProc->pgprocno;
-	/* requests from before this worker's time are void */
-	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
-	LWLockRelease(&le_shared->lock);
-	ConditionVariableBroadcast(&le_shared->changed);
-	on_shmem_exit(detach_worker, 0);
-}
 
 void
 leader_election_worker_main(Datum arg pg_attribute_unused())
@@ -54,14 +27,12 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 	EtcdClient *client;
 	Election   *election;
 	ElectionConfig config;
-	uint32		resigns_seen;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
-	attach_worker();
-	resigns_seen = pg_atomic_read_u32(&le_shared->resign_requests);
+	le_shared_attach_worker();
 
 	worker_context = AllocSetContextCreate(TopMemoryContext, "leader_election worker",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -71,7 +42,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 	le_current_config(&config);
 	client = etcd_client_create(worker_context);
-	etcd_client_set_endpoints(client, le_endpoints);
+	etcd_client_set_endpoints(client, le_endpoint_list);
 	election = election_create(worker_context, client, &config);
 
 	ereport(LOG,
@@ -80,7 +51,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 	for (;;)
 	{
-		uint32		resigns;
+		uint32		resign_request;
 		int			fired;
 
 		MemoryContextReset(cycle_context);
@@ -96,19 +67,15 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			le_current_config(&config);
-			etcd_client_set_endpoints(client, le_endpoints);
+			etcd_client_set_endpoints(client, le_endpoint_list);
 			election_configure(election, &config);
 		}
-		resigns = pg_atomic_read_u32(&le_shared->resign_requests);
-		if (resigns != resigns_seen)
-		{
-			resigns_seen = resigns;
-			election_resign(election, resigns);
-		}
+		if (le_resign_requested(&resign_request))
+			election_resign(election, resign_request);
 
 		election_step(election);
 		fired = etcd_client_wait(client, election_next_timeout_ms(election),
-								 PG_WAIT_EXTENSION);
+								 true, PG_WAIT_EXTENSION);
 		if (fired & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		if (fired & WL_POSTMASTER_DEATH)
