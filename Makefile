@@ -6,6 +6,7 @@ MODULE_big = leader_election
 OBJS = \
 	src/module.o \
 	src/shared_state.o \
+	src/printable.o \
 	src/etcd_client.o \
 	src/etcd_api.o \
 	src/election.o \
@@ -34,6 +35,10 @@ EXTRA_CLEAN = tmp_check_regress
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies; a stale object with an old struct layout
+# would share memory with a new one.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 
 .PHONY: demo test
 demo:

@@ -34,7 +34,15 @@
  * Beside the phase:
  * - The renewal: every TTL/3 while a lease is held.  The lease is valid until
  *   (send time of the last answered renewal) + TTL - margin, which ends before
- *   etcd can expire it.
+ *   etcd can expire it.  A renewal waits at most what is left of that
+ *   validity (and request_timeout); one that is not answered within a
+ *   quarter of its timeout is hedged: the same renewal goes to the next
+ *   endpoint, without cancelling the first, and the first answer wins.  So a
+ *   hung endpoint costs a leader a quarter of its remaining validity, not
+ *   the lease.
+ * - The leader's watch on its own key: when it breaks, it is re-created at
+ *   the next retry time from the revision it started at (so no deletion in
+ *   between is missed), without waiting for a range read to succeed.
  * - The refresh: in queued and leading, every answered renewal is followed by
  *   another range read (e->request) without leaving the phase.  It keeps
  *   followers' view of the queue fresh and notices a key deleted behind the
@@ -53,6 +61,7 @@
 
 #include "election.h"
 #include "etcd_api.h"
+#include "printable.h"
 
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		1000
@@ -85,7 +94,10 @@ struct Election
 	int			lease_ttl_s;
 	uint64		lease_valid_until;	/* le_clock_us() */
 	uint64		next_renewal;
-	EtcdRequest *renewal;
+	/* renewals in flight: the first one and its hedges on other endpoints */
+	EtcdRequest *renewals[LE_MAX_ENDPOINTS];
+	int			nrenewals;
+	uint64		next_hedge;		/* when to hedge them, if still unanswered */
 
 	/* place in the queue */
 	char		key[LE_KEY_LEN];
@@ -100,6 +112,7 @@ struct Election
 	/* queued: the predecessor's key; leading: our own */
 	EtcdRequest *watch;
 	char		watched_key[LE_KEY_LEN];
+	int64		watch_from;		/* its start revision; 0: a range read must tell */
 
 	/* the resign request being served */
 	bool		resign_waiting;
@@ -167,6 +180,13 @@ cancel_watch(Election *e)
 	e->watched_key[0] = '\0';
 }
 
+static void
+cancel_renewals(Election *e)
+{
+	while (e->nrenewals > 0)
+		drop_request(&e->renewals[--e->nrenewals]);
+}
+
 /*
  * A range read succeeded: the node knows its place, so etcd works end to
  * end.  Partial successes (a grant, a renewal) do not count, or an etcd that
@@ -187,10 +207,12 @@ clear_failure(Election *e)
 
 /*
  * Records a failure: logged once per distinct message, shown in
- * last_error, and later attempts wait a growing, bounded backoff.
+ * last_error, and later attempts wait a growing, bounded backoff.  A request
+ * that got no usable answer (req, if any) moves the client to the next
+ * endpoint.
  */
 static void
-note_failure(Election *e, const char *message, bool try_next_endpoint)
+note_failure(Election *e, const char *message, EtcdRequest *req)
 {
 	if (strcmp(message, e->logged_error) != 0)
 	{
@@ -201,8 +223,8 @@ note_failure(Election *e, const char *message, bool try_next_endpoint)
 		strlcpy(e->logged_error, message, sizeof(e->logged_error));
 	}
 	strlcpy(e->last_error, message, sizeof(e->last_error));
-	if (try_next_endpoint)
-		etcd_client_next_endpoint(e->client);
+	if (req != NULL && req->transport_failed)
+		etcd_client_endpoint_failed(e->client, req->endpoint);
 	e->backoff_ms = Min(Max(e->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
 	e->retry_at = le_clock_us() + (uint64) e->backoff_ms * 1000;
 }
@@ -254,6 +276,9 @@ enter(Election *e, ElectionPhase to)
 			 election_phase_name(from), election_phase_name(to));
 	if (from == EP_LEADING && to != EP_LEADING)
 		le_shared_clear_leadership();
+	if (from != to)
+		elog(DEBUG1, "leader_election: phase \"%s\" -> \"%s\"",
+			 election_phase_name(from), election_phase_name(to));
 	e->phase = to;
 	if (to != EP_QUEUED && to != EP_LEADING)
 		e->refresh_due = false;
@@ -313,8 +338,9 @@ leave(Election *e, const char *reason, bool release)
 
 	enter(e, EP_NO_LEASE);
 	drop_request(&e->request);
-	drop_request(&e->renewal);
+	cancel_renewals(e);
 	cancel_watch(e);
+	e->watch_from = 0;
 
 	if (release && e->create_revision != 0)
 		etcd_delete_if_created(e->client, e->key, e->create_revision,
@@ -382,7 +408,9 @@ publish(Election *e)
 		view.role = LE_ROLE_FOLLOWER;
 	else
 		view.role = LE_ROLE_DISCONNECTED;
-	strlcpy(view.node_name, e->config.node_name, LE_NAME_LEN);
+	/* shown like the names other candidates wrote into etcd */
+	le_printable(e->config.node_name, strlen(e->config.node_name),
+				 view.node_name, LE_NAME_LEN);
 	view.leader_known = e->leader_known;
 	if (e->leader_known)
 	{
@@ -398,7 +426,8 @@ publish(Election *e)
 	strlcpy(view.endpoint, etcd_client_endpoint(e->client), LE_URL_LEN);
 	strlcpy(view.last_error, e->last_error, LE_ERROR_LEN);
 
-	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0))
+	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0,
+						   leads ? (uint64) e->create_revision : 0))
 		return;
 	if (view.role == LE_ROLE_LEADER)
 		ereport(LOG,
@@ -420,6 +449,35 @@ publish(Election *e)
 
 /* ---- what is due now ---- */
 
+/*
+ * Sends a renewal to the current endpoint.  It may wait at most what is
+ * left of the lease's local validity: an answer after that is worthless.
+ */
+static void
+send_renewal(Election *e, uint64 now)
+{
+	long		left_ms = (long) ((e->lease_valid_until - now) / 1000);
+	long		timeout_ms = Max(Min((long) e->config.request_timeout_ms, left_ms), 1);
+
+	e->renewals[e->nrenewals++] =
+		etcd_lease_keepalive(e->client, e->lease_id, (int) timeout_ms, REQ_RENEWAL);
+	e->next_hedge = now + (uint64) timeout_ms * 1000 / 4;
+}
+
+/* Watches target from revision on, unless that watch already runs here. */
+static void
+watch_key(Election *e, const char *target, int64 revision)
+{
+	if (e->watch != NULL && strcmp(target, e->watched_key) == 0 &&
+		strcmp(e->watch->endpoint, etcd_client_endpoint(e->client)) == 0)
+		return;
+	cancel_watch(e);
+	strlcpy(e->watched_key, target, sizeof(e->watched_key));
+	e->watch_from = revision;
+	e->watch = etcd_watch_key(e->client, target, revision,
+							  e->config.request_timeout_ms, REQ_WATCH);
+}
+
 void
 election_step(Election *e)
 {
@@ -428,13 +486,18 @@ election_step(Election *e)
 	/* Without an answered renewal, etcd may have expired the lease by now. */
 	if (e->lease_id != 0 && now >= e->lease_valid_until)
 	{
-		note_failure(e, "lease expired locally: no renewal was answered within the TTL", false);
+		note_failure(e, "lease expired locally: no renewal was answered within the TTL", NULL);
 		leave(e, "its lease expired", false);
 	}
 
-	if (e->lease_id != 0 && e->renewal == NULL && now >= e->next_renewal)
-		e->renewal = etcd_lease_keepalive(e->client, e->lease_id,
-										  e->config.request_timeout_ms, REQ_RENEWAL);
+	if (e->lease_id != 0 && e->nrenewals == 0 && now >= e->next_renewal)
+		send_renewal(e, now);
+	else if (e->nrenewals > 0 && now >= e->next_hedge &&
+			 e->nrenewals < Max(2, etcd_client_endpoint_count(e->client)))
+	{
+		etcd_client_next_endpoint(e->client);
+		send_renewal(e, now);
+	}
 
 	if (now >= e->retry_at)
 	{
@@ -446,8 +509,11 @@ election_step(Election *e)
 			case EP_BACKING_OFF:
 				enter(e, retry_phase(e));
 				break;
-			case EP_QUEUED:
 			case EP_LEADING:
+				if (e->watch == NULL && e->watch_from != 0)
+					watch_key(e, e->key, e->watch_from);
+				/* FALLTHROUGH */
+			case EP_QUEUED:
 				if (e->refresh_due && e->request == NULL)
 					e->request = etcd_range_candidates(e->client, e->config.prefix,
 													   e->create_revision,
@@ -473,8 +539,7 @@ election_next_timeout_ms(Election *e)
 	if (e->lease_id != 0)
 	{
 		next = e->lease_valid_until;
-		if (e->renewal == NULL)
-			next = Min(next, e->next_renewal);
+		next = Min(next, e->nrenewals == 0 ? e->next_renewal : e->next_hedge);
 	}
 	if (e->retry_at > now)
 		next = next ? Min(next, e->retry_at) : e->retry_at;
@@ -509,7 +574,7 @@ on_grant_answer(Election *e, EtcdRequest *req)
 
 	if (!etcd_lease_grant_result(req, &lease_id, &ttl_s, err))
 	{
-		note_failure(e, err, req->transport_failed);
+		note_failure(e, err, req);
 		enter(e, EP_NO_LEASE);
 		return;
 	}
@@ -529,17 +594,30 @@ on_renewal_answer(Election *e, EtcdRequest *req)
 
 	if (!etcd_lease_keepalive_result(req, &ttl_s, err))
 	{
-		/* Keep trying until the lease runs out locally. */
-		note_failure(e, err, req->transport_failed);
+		/* A hedge may still answer; else keep trying until the lease runs out. */
+		if (e->nrenewals > 0)
+		{
+			if (req->transport_failed)
+				etcd_client_endpoint_failed(e->client, req->endpoint);
+			return;
+		}
+		note_failure(e, err, req);
 		e->next_renewal = le_clock_us() + RENEW_RETRY_MS * 1000;
 		return;
 	}
 	if (ttl_s <= 0)
 	{
-		note_failure(e, "etcd no longer knows the lease: it expired", false);
+		note_failure(e, "etcd no longer knows the lease: it expired", NULL);
 		leave(e, "etcd expired its lease", false);
 		return;
 	}
+	/* the first answer wins; the endpoint that gave it serves from now on */
+	if (e->nrenewals > 0)
+		ereport(LOG,
+				(errmsg("leader_election: lease renewed through etcd at %s while an earlier renewal had no answer yet",
+						req->endpoint)));
+	cancel_renewals(e);
+	etcd_client_use_endpoint(e->client, req->endpoint);
 	extend_lease(e, req->started_us, ttl_s);
 	if (e->phase == EP_QUEUED || e->phase == EP_LEADING)
 		e->refresh_due = true;
@@ -553,7 +631,7 @@ on_campaign_answer(Election *e, EtcdRequest *req)
 
 	if (!etcd_campaign_result(req, &create_revision, err))
 	{
-		note_failure(e, err, req->transport_failed);
+		note_failure(e, err, req);
 		/* etcd refused the txn itself, e.g. an unknown lease: start over */
 		if (req->transport_failed)
 			enter(e, EP_BACKING_OFF);
@@ -563,18 +641,6 @@ on_campaign_answer(Election *e, EtcdRequest *req)
 	}
 	e->create_revision = create_revision;
 	enter(e, EP_LOOKING);
-}
-
-/* Watches target from revision on, unless that watch already runs. */
-static void
-watch_key(Election *e, const char *target, int64 revision)
-{
-	if (e->watch != NULL && strcmp(target, e->watched_key) == 0)
-		return;
-	cancel_watch(e);
-	strlcpy(e->watched_key, target, sizeof(e->watched_key));
-	e->watch = etcd_watch_key(e->client, target, revision,
-							  e->config.request_timeout_ms, REQ_WATCH);
 }
 
 /* A range read answered, in "looking" or as a refresh: the queue decides. */
@@ -588,7 +654,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 
 	if (!etcd_range_candidates_result(req, e->config.prefix, &queue, err))
 	{
-		note_failure(e, err, req->transport_failed);
+		note_failure(e, err, req);
 		if (e->phase == EP_LOOKING)
 			enter(e, EP_BACKING_OFF);
 		return;
@@ -608,7 +674,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 	first = (queue.count == 1);
 	e->queue_position = queue.count - 1;
 	e->leader_known = true;
-	strlcpy(e->leader_name, queue.keys[0].value, sizeof(e->leader_name));
+	strlcpy(e->leader_name, queue.keys[0].name, sizeof(e->leader_name));
 	e->fencing_token = queue.keys[0].create_revision;
 	enter(e, first ? EP_LEADING : EP_QUEUED);
 
@@ -641,17 +707,17 @@ on_watch_messages(Election *e)
 			case ETCD_WATCH_CANCELED:
 				/* e.g. compaction: the key may or may not be gone; look */
 				cancel_watch(e);
+				e->watch_from = 0;
 				if (e->phase == EP_LEADING)
 					e->refresh_due = true;
 				else
 					enter(e, EP_LOOKING);
 				return;
 			case ETCD_WATCH_BROKEN:
-				note_failure(e, err, e->watch->transport_failed);
+				/* the leader re-watches from watch_from at the retry time */
+				note_failure(e, err, e->watch);
 				cancel_watch(e);
-				if (e->phase == EP_LEADING)
-					e->refresh_due = true;
-				else
+				if (e->phase != EP_LEADING)
 					enter(e, EP_BACKING_OFF);
 				return;
 		}
@@ -665,7 +731,7 @@ on_delete_answer(Election *e, EtcdRequest *req)
 
 	/* Should the delete have failed, revoking the lease deletes the key. */
 	if (!etcd_result_ok(req, err))
-		note_failure(e, err, req->transport_failed);
+		note_failure(e, err, req);
 	leave(e, "it resigned", false);
 }
 
@@ -678,8 +744,9 @@ election_process(Election *e)
 	{
 		if (req == e->request)
 			e->request = NULL;
-		else if (req == e->renewal)
-			e->renewal = NULL;
+		for (int i = 0; i < e->nrenewals; i++)
+			if (req == e->renewals[i])
+				e->renewals[i] = e->renewals[--e->nrenewals];
 
 		switch ((RequestTag) req->tag)
 		{

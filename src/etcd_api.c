@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 
 #include "etcd_api.h"
+#include "printable.h"
 
 #define ETCD_PATH_GRANT		"/v3/lease/grant"
 #define ETCD_PATH_KEEPALIVE	"/v3/lease/keepalive"
@@ -19,7 +20,23 @@
 #define ETCD_PATH_RANGE		"/v3/kv/range"
 #define ETCD_PATH_WATCH		"/v3/watch"
 
-#define set_error(err, ...) snprintf((err), LE_ERROR_LEN, __VA_ARGS__)
+/*
+ * Every message built here may quote etcd (its error text), so it is made
+ * printable before anyone logs or shows it.
+ */
+static void set_error(char *err, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+set_error(char *err, const char *fmt,...)
+{
+	char		raw[LE_ERROR_LEN];
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, args);
+	va_end(args);
+	le_printable(raw, strlen(raw), err, LE_ERROR_LEN);
+}
 
 /* ---- building requests ---- */
 
@@ -233,15 +250,19 @@ get_int64(const cJSON *obj, const char *field, int64 *out)
 	return false;
 }
 
-/* A base64 field as a palloc'd string ("" when omitted); NULL if invalid. */
+/*
+ * A base64 field as a palloc'd, NUL-terminated string ("" when omitted) of
+ * *len bytes (it may contain NULs); NULL if invalid.
+ */
 static char *
-get_base64(const cJSON *obj, const char *field)
+get_base64(const cJSON *obj, const char *field, size_t *len)
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, field);
 	int			declen;
 	char	   *decoded;
 	int			n;
 
+	*len = 0;
 	if (item == NULL)
 		return pstrdup("");
 	if (!cJSON_IsString(item))
@@ -256,6 +277,7 @@ get_base64(const cJSON *obj, const char *field)
 		return NULL;
 	}
 	decoded[n] = '\0';
+	*len = n;
 	return decoded;
 }
 
@@ -418,6 +440,9 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 	const cJSON *kv;
 	size_t		prefix_len = strlen(prefix);
 	int			i = 0;
+	char	   *value;
+	size_t		key_len;
+	size_t		value_len;
 
 	if (json == NULL)
 		return false;
@@ -433,10 +458,14 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 	{
 		EtcdKeyValue *k = &candidates->keys[i];
 
-		k->key = get_base64(kv, "key");
-		k->value = get_base64(kv, "value");
-		if (k->key == NULL || k->value == NULL)
+		k->key = get_base64(kv, "key", &key_len);
+		value = get_base64(kv, "value", &value_len);
+		if (k->key == NULL || value == NULL)
 			return malformed(json, req, "key or value is not base64", err);
+		if (strlen(k->key) != key_len)
+			return malformed(json, req, "key with a NUL byte", err);
+		k->name = palloc(LE_NAME_LEN);
+		le_printable(value, value_len, k->name, LE_NAME_LEN);
 		if (strncmp(k->key, prefix, prefix_len) != 0 || k->key[prefix_len] != '/')
 			return malformed(json, req, "key outside the election prefix", err);
 		if (!get_int64(kv, "create_revision", &k->create_revision) ||

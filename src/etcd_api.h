@@ -11,8 +11,8 @@
 /* One key of the election queue. Strings are palloc'd. */
 typedef struct EtcdKeyValue
 {
-	char	   *key;
-	char	   *value;
+	char	   *key;			/* as stored, for comparisons and watches */
+	char	   *name;			/* the value, printable (le_printable) */
 	int64		create_revision;
 	int64		lease;
 } EtcdKeyValue;

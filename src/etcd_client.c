@@ -182,6 +182,21 @@ etcd_client_next_endpoint(EtcdClient *client)
 		client->current = (client->current + 1) % client->endpoints.count;
 }
 
+void
+etcd_client_use_endpoint(EtcdClient *client, const char *endpoint)
+{
+	for (int i = 0; i < client->endpoints.count; i++)
+		if (strcmp(client->endpoints.urls[i], endpoint) == 0)
+			client->current = i;
+}
+
+void
+etcd_client_endpoint_failed(EtcdClient *client, const char *endpoint)
+{
+	if (strcmp(endpoint, etcd_client_endpoint(client)) == 0)
+		etcd_client_next_endpoint(client);
+}
+
 int
 etcd_client_endpoint_count(EtcdClient *client)
 {

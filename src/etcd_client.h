@@ -44,6 +44,10 @@ extern void etcd_client_destroy(EtcdClient *client);
 extern void etcd_client_set_endpoints(EtcdClient *client, const EtcdEndpoints *endpoints);
 extern const char *etcd_client_endpoint(EtcdClient *client);
 extern void etcd_client_next_endpoint(EtcdClient *client);
+/* Makes endpoint the current one, if it is listed. */
+extern void etcd_client_use_endpoint(EtcdClient *client, const char *endpoint);
+/* A request to endpoint failed: move on, unless another one is current already. */
+extern void etcd_client_endpoint_failed(EtcdClient *client, const char *endpoint);
 extern int	etcd_client_endpoint_count(EtcdClient *client);
 
 /*

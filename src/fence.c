@@ -15,12 +15,26 @@
  * and CREATE/ALTER/DROP EXTENSION leader_election (so that every node can be
  * set up while it follows).  What a statement is, statement_kinds.c decides.
  *
- * At PRE_COMMIT and PRE_PREPARE, a transaction with an xid commits on a
- * fenced node only if every statement in it ran fenced; anything else
- * (a statement that ran while the node led, or a write the hooks never saw,
- * such as a fast-path function call) is refused.  Both checks compare the
- * leadership deadline with the clock; the leader pays one atomic read and
- * one clock read per statement.
+ * Leadership terms.  A term is one leadership of this node, named by its
+ * fencing token.  A transaction records the term its statements run in
+ * until it first writes (gets an xid); at PRE_COMMIT and PRE_PREPARE it
+ * commits only if the node still leads in that term.  On a node that does
+ * not lead, a transaction with an xid commits only if every statement in it
+ * ran fenced (temporary tables); anything else (a statement that ran while
+ * the node led, or a write the hooks never saw, such as a fast-path function
+ * call) is refused.  PREPARE TRANSACTION is the vote, so it is checked like
+ * COMMIT; COMMIT PREPARED then works on the leader, whatever its term (the
+ * vote was checked), and is refused elsewhere; ROLLBACK PREPARED always works.
+ *
+ * A transaction that took its snapshot while fenced stays fenced for the
+ * rest of its life, even once the node leads: PostgreSQL decided at that
+ * snapshot that it was read-only (SERIALIZABLE skips conflict tracking for
+ * it, REPEATABLE READ and cursors keep reading it), so letting it write
+ * would break isolation.  Its writes fail with 25006; the application
+ * retries in a new transaction.
+ *
+ * Every check compares the leadership deadline with the clock; the leader
+ * pays two atomic reads and one clock read per statement.
  */
 #include "postgres.h"
 
@@ -34,12 +48,14 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/snapmgr.h"
 
 #include "fence.h"
 #include "leader_election.h"
 #include "statement_kinds.h"
 
 #define FENCE_MESSAGE "cannot write on node \"%s\": it is not the leader"
+#define STALE_MESSAGE "cannot write in this transaction on node \"%s\": it began before the node became the leader"
 
 bool		le_fence_writes = true;
 bool		le_fence_bypass = false;
@@ -50,7 +66,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
 /*
- * The fence's state in this backend.  The first four fields describe the
+ * The fence's state in this backend.  The first five fields describe the
  * current transaction: enter_statement() sets them, and the transaction
  * callback resets them when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
@@ -66,6 +82,8 @@ static struct
 	/* the fence made XactReadOnly true; user_read_only holds the user's value */
 	bool		forced_read_only;
 	bool		user_read_only;
+	/* the term of its unfenced statements until it got an xid (0: none/bypass) */
+	uint64		write_term;
 
 	/* fenced statements now executing (their hooks' PG_TRY blocks) */
 	int			fenced_depth;
@@ -99,12 +117,17 @@ fence_applies(void)
 
 /*
  * Not the leader, fence on, and no superuser bypass in effect.  A bypass is
- * logged where a statement starts (log_bypass), once per statement.
+ * logged where a statement starts (log_bypass), once per statement.  *term
+ * is the term the node leads in, 0 if it does not (or the fence is off).
  */
 static bool
-fenced_now(bool log_bypass)
+fenced_now(bool log_bypass, uint64 *term)
 {
-	if (!fence_applies() || le_is_leader_now())
+	*term = 0;
+	if (!fence_applies())
+		return false;
+	*term = le_leader_term_now();
+	if (*term != 0)
 		return false;
 	if (!le_fence_bypass)
 		return true;
@@ -117,13 +140,29 @@ fenced_now(bool log_bypass)
 }
 
 /*
+ * Whether this transaction must not write now: the node does not lead, or
+ * it leads but the transaction took its snapshot while fenced (unless the
+ * user made it read-only anyway: then PostgreSQL's own checks speak).
+ */
+static bool
+transaction_fenced(bool log_bypass, uint64 *term)
+{
+	if (fenced_now(log_bypass, term))
+		return true;
+	return *term != 0 && fence.forced_read_only && !fence.user_read_only &&
+		FirstSnapshotSet;
+}
+
+/*
  * Called at every statement start: fences the transaction (read-only) or,
- * when the node leads, gives the user back their own setting.
+ * when it may write, gives the user back their own setting and records the
+ * term it writes in.
  */
 static bool
 enter_statement(bool log_bypass)
 {
-	bool		fenced = fenced_now(log_bypass);
+	uint64		term;
+	bool		fenced = transaction_fenced(log_bypass, &term);
 
 	if (fenced)
 	{
@@ -143,11 +182,16 @@ enter_statement(bool log_bypass)
 			fence.forced_read_only = false;
 		}
 		fence.ran_unfenced = true;
+		if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+			fence.write_term = term;
 	}
 	return fenced;
 }
 
-/* Raises the fence's error: why, the current leader and its token. */
+/*
+ * Raises the fence's error: why, and the current leader and its token; or,
+ * on a node that leads now, that the transaction began before it did.
+ */
 static void
 fence_error(const char *reason)
 {
@@ -156,6 +200,13 @@ fence_error(const char *reason)
 	TimestampTz role_since;
 
 	le_shared_snapshot(&view, &valid_until, &role_since);
+	if (le_leader_term_now() != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg(STALE_MESSAGE, view.node_name),
+				 errdetail("It took its snapshot while the node was not the leader, so it stays read-only. Refused: %s.",
+						   reason),
+				 errhint("Retry the transaction.")));
 	/* Only a follower's view names a leader: ours has lapsed, if we led. */
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -179,7 +230,9 @@ rethrow_as_fence_error(MemoryContext context)
 	MemoryContextSwitchTo(context);
 	edata = CopyErrorData();
 	if (edata->sqlerrcode != ERRCODE_READ_ONLY_SQL_TRANSACTION ||
-		(edata->message_id != NULL && strcmp(edata->message_id, FENCE_MESSAGE) == 0))
+		(edata->message_id != NULL &&
+		 (strcmp(edata->message_id, FENCE_MESSAGE) == 0 ||
+		  strcmp(edata->message_id, STALE_MESSAGE) == 0)))
 		PG_RE_THROW();
 	FlushErrorState();
 	/* The context callbacks still on the stack add the context again. */
@@ -367,11 +420,63 @@ static void
 fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					int subId, void *arg)
 {
+	uint64		term;
+
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && is_large_object_write(objectId) &&
-		fence.own_extension_depth == 0 && !fence.explain_only && fenced_now(false))
+		fence.own_extension_depth == 0 && !fence.explain_only &&
+		transaction_fenced(false, &term))
 		fence_error("large objects cannot be written");
+}
+
+/*
+ * The commit-time check: a transaction that wrote commits (or is prepared)
+ * only in the term it wrote in, or, on a node that does not lead, only if
+ * every statement of it ran fenced.
+ */
+static void
+check_commit(bool prepare)
+{
+	uint64		term;
+	bool		fenced;
+
+	/* At exit, a session drops its temporary objects: let it. */
+	if (proc_exit_inprogress || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	fenced = fenced_now(false, &term);
+	if (!fenced && term == 0)
+		return;					/* the fence is off, or bypassed */
+
+	if (fenced)
+	{
+		if (fence.ran_unfenced ||
+			(fence.statements_fenced == 0 && fence.fenced_depth == 0))
+			fence_error(prepare ?
+						"this transaction wrote while the node led (or outside any fenced statement), so it cannot be prepared" :
+						"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit");
+	}
+	else if (fence.ran_unfenced && fence.write_term != term)
+	{
+		LeaderView	view;
+		uint64		valid_until;
+		TimestampTz role_since;
+
+		le_shared_snapshot(&view, &valid_until, &role_since);
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 prepare ?
+				 errmsg("cannot prepare the transaction on node \"%s\": it wrote in an earlier leadership term",
+						view.node_name) :
+				 errmsg("cannot commit on node \"%s\": the transaction wrote in an earlier leadership term",
+						view.node_name),
+				 fence.write_term != 0 ?
+				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node lost leadership since and now leads with fencing token " UINT64_FORMAT ".",
+						   fence.write_term, term) :
+				 errdetail("It wrote while the node did not lead; the node now leads with fencing token " UINT64_FORMAT ".",
+						   term),
+				 errhint("Retry the transaction.")));
+	}
 }
 
 static void
@@ -380,16 +485,10 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			check_commit(false);
+			break;
 		case XACT_EVENT_PRE_PREPARE:
-			/* At exit, a session drops its temporary objects: let it. */
-			if (!proc_exit_inprogress &&
-				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
-				(fence.ran_unfenced ||
-				 (fence.statements_fenced == 0 && fence.fenced_depth == 0)) &&
-				fenced_now(false))
-				fence_error(event == XACT_EVENT_PRE_COMMIT ?
-							"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit" :
-							"this transaction wrote while the node led (or outside any fenced statement), so it cannot be prepared");
+			check_commit(true);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
@@ -397,6 +496,7 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			fence.statements_fenced = 0;
 			fence.ran_unfenced = false;
 			fence.forced_read_only = false;
+			fence.write_term = 0;
 			break;
 		default:
 			break;

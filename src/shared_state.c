@@ -56,6 +56,7 @@ le_shmem_startup(void)
 	{
 		memset(le_shared, 0, sizeof(LeaderShared));
 		pg_atomic_init_u64(&le_shared->valid_until_us, 0);
+		pg_atomic_init_u64(&le_shared->term, 0);
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
@@ -130,12 +131,15 @@ le_shared_clear_leadership(void)
 }
 
 bool
-le_shared_publish(const LeaderView *view, uint64 valid_until_us)
+le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 {
 	bool		changed;
 
-	if (valid_until_us == 0)
+	/* a new term is written only while no validity claims the old one */
+	if (valid_until_us == 0 || pg_atomic_read_u64(&le_shared->term) != term)
 		le_shared_clear_leadership();
+	if (valid_until_us != 0)
+		pg_atomic_exchange_u64(&le_shared->term, term);
 
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	changed = le_shared->view.role != view->role;

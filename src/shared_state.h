@@ -12,6 +12,11 @@
  *   atomic holding the clock time until which this node may act as leader,
  *   0 when it does not lead.  Backends compare it with the clock themselves,
  *   so a frozen worker cannot keep its node leading.
+ * - The leadership term (term, the fencing token of this node's current
+ *   leadership) changes only while valid_until_us is 0: a new term is
+ *   written before the validity that claims it, so a backend that reads
+ *   valid_until_us and then term (le_leader_term_now()) never pairs a
+ *   validity with an older term.
  * - Leadership is cleared first and claimed last.  A worker that stops
  *   leading zeroes valid_until_us before any other sign of it (a role change
  *   in the view, a key delete or a lease revoke sent to etcd); a worker that
@@ -46,7 +51,11 @@ typedef enum LeaderRole
 	LE_ROLE_LEADER				/* first in the queue, lease valid */
 } LeaderRole;
 
-/* The worker's view of the election, as leader_status() shows it. */
+/*
+ * The worker's view of the election, as leader_status() shows it.  Names and
+ * last_error are printable ASCII (le_printable): they may come from any etcd
+ * client.  own_key is kept as stored in etcd, for comparisons.
+ */
 typedef struct LeaderView
 {
 	ElectionPhase phase;
@@ -67,6 +76,7 @@ typedef struct LeaderView
 typedef struct LeaderShared
 {
 	pg_atomic_uint64 valid_until_us;	/* le_clock_us() deadline; 0: not leader */
+	pg_atomic_uint64 term;		/* fencing token of the leadership it ends */
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	ConditionVariable changed;
 
@@ -102,6 +112,25 @@ le_is_leader_now(void)
 	return until != 0 && le_clock_us() < until;
 }
 
+/*
+ * The term this node leads in now (the create revision of its key), or 0
+ * if it does not lead: what a transaction records when it writes, and
+ * compares at commit.
+ */
+static inline uint64
+le_leader_term_now(void)
+{
+	uint64		until;
+
+	if (le_shared == NULL)
+		return 0;
+	until = pg_atomic_read_u64(&le_shared->valid_until_us);
+	if (until == 0 || le_clock_us() >= until)
+		return 0;
+	pg_read_barrier();
+	return pg_atomic_read_u64(&le_shared->term);
+}
+
 /* ---- the worker's side: the only writers ---- */
 
 /* The worker starts: it can be woken, and resets everything when it exits. */
@@ -111,10 +140,12 @@ extern void le_shared_attach_worker(void);
 extern void le_shared_clear_leadership(void);
 
 /*
- * Publishes the view; valid_until_us is the leadership deadline, or 0.
- * Returns true if the role changed (the caller logs it).
+ * Publishes the view; valid_until_us is the leadership deadline, or 0, and
+ * term the fencing token of that leadership.  Returns true if the role
+ * changed (the caller logs it).
  */
-extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us);
+extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us,
+							  uint64 term);
 
 /* ---- backends' side: readers ---- */
 

@@ -9,7 +9,6 @@
 #include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -20,6 +19,7 @@
 
 #include "etcd_api.h"
 #include "leader_election.h"
+#include "printable.h"
 
 PG_FUNCTION_INFO_V1(leader_is_primary);
 PG_FUNCTION_INFO_V1(leader_wait);
@@ -27,22 +27,14 @@ PG_FUNCTION_INFO_V1(leader_status);
 PG_FUNCTION_INFO_V1(leader_candidates);
 PG_FUNCTION_INFO_V1(leader_resign);
 
-/* etcd values are arbitrary bytes: show what is not valid text as '?'. */
-static text *
-text_from_etcd(const char *s)
+/* A key as etcd stores it, shown printable (the view's strings already are). */
+static Datum
+printable_key(const char *s)
 {
-	char	   *copy = pstrdup(s);
-	int			len = strlen(copy);
+	char		shown[LE_KEY_LEN * 4];
 
-	if (!pg_verifymbstr(copy, len, true))
-	{
-		char	   *p;
-
-		for (p = copy; *p; p++)
-			if (IS_HIGHBIT_SET(*p))
-				*p = '?';
-	}
-	return cstring_to_text(copy);
+	le_printable(s, strlen(s), shown, sizeof(shown));
+	return CStringGetTextDatum(shown);
 }
 
 Datum
@@ -162,10 +154,10 @@ leader_status(PG_FUNCTION_ARGS)
 	memset(nulls, true, sizeof(nulls));
 	set_column(values, nulls, STATUS_ROLE, CStringGetTextDatum(role_name(role)));
 	if (view.node_name[0] != '\0')
-		set_column(values, nulls, STATUS_NODE_NAME, PointerGetDatum(text_from_etcd(view.node_name)));
+		set_column(values, nulls, STATUS_NODE_NAME, CStringGetTextDatum(view.node_name));
 	if (view.leader_known && role != LE_ROLE_DISCONNECTED)
 	{
-		set_column(values, nulls, STATUS_LEADER_NAME, PointerGetDatum(text_from_etcd(view.leader_name)));
+		set_column(values, nulls, STATUS_LEADER_NAME, CStringGetTextDatum(view.leader_name));
 		set_column(values, nulls, STATUS_FENCING_TOKEN, Int64GetDatum(view.fencing_token));
 	}
 	if (view.queue_position >= 0 && role != LE_ROLE_DISCONNECTED)
@@ -180,7 +172,7 @@ leader_status(PG_FUNCTION_ARGS)
 	if (view.endpoint[0] != '\0')
 		set_column(values, nulls, STATUS_ENDPOINT, CStringGetTextDatum(view.endpoint));
 	if (view.last_error[0] != '\0')
-		set_column(values, nulls, STATUS_LAST_ERROR, PointerGetDatum(text_from_etcd(view.last_error)));
+		set_column(values, nulls, STATUS_LAST_ERROR, CStringGetTextDatum(view.last_error));
 	set_column(values, nulls, STATUS_ROLE_SINCE, TimestampTzGetDatum(role_since));
 	set_column(values, nulls, STATUS_PHASE, CStringGetTextDatum(election_phase_name(view.phase)));
 
@@ -210,7 +202,7 @@ read_candidates(EtcdClient *client, EtcdCandidates *candidates, char *err)
 	}
 	ok = etcd_range_candidates_result(req, le_prefix, candidates, err);
 	if (!ok && req->transport_failed)
-		etcd_client_next_endpoint(client);
+		etcd_client_endpoint_failed(client, req->endpoint);
 	etcd_request_free(req);
 	return ok;
 }
@@ -261,8 +253,8 @@ leader_candidates(PG_FUNCTION_ARGS)
 		bool		nulls[6] = {0};
 
 		values[0] = Int32GetDatum(i);
-		values[1] = PointerGetDatum(text_from_etcd(k->value));
-		values[2] = PointerGetDatum(text_from_etcd(k->key));
+		values[1] = CStringGetTextDatum(k->name);
+		values[2] = printable_key(k->key);
 		values[3] = Int64GetDatum(k->create_revision);
 		values[4] = Int64GetDatum(k->lease);
 		values[5] = BoolGetDatum(view.own_create_revision != 0 &&
