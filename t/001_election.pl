@@ -4,7 +4,10 @@
 # session, graceful stop hand-over, and EXECUTE privilege on leader_resign().
 #
 # lease_ttl is left at its default (10 s): every hand-over checked here must
-# happen through the key being deleted, well before any lease could expire.
+# happen through the key being deleted, so the successor is seen leading
+# before the old leader's lease could have expired by etcd's own countdown
+# (read just before; at least 2/3 of the TTL away). How fast a hand-over is
+# belongs to bench/handover.sh, not here.
 
 use strict;
 use warnings;
@@ -22,8 +25,6 @@ use EtcdServer;
 use LeaderElectionTest;
 
 my $prefix = '/leader_election/t001';
-# a hand-over by key deletion must be far quicker than a lease expiry (>= 6.6 s)
-my $handover_bound = 5;
 
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
@@ -32,18 +33,20 @@ $etcd->start;
 # Start three nodes one after the other; each joins the tail of the queue.
 #
 my $n1 = le_node('node1', $etcd, prefix => $prefix);
-ok(le_wait_leader($n1, 30), 'node1 (started first) becomes leader');
+ok(le_wait_leader($n1), 'node1 (started first) becomes leader');
 
 my $n2 = le_node('node2', $etcd, prefix => $prefix);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|node1', 30),
+ok( $n2->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|1|node1'),
 	'node2 queues at position 1 behind node1');
 
 my $n3 = le_node('node3', $etcd, prefix => $prefix);
-ok( le_poll(
-		$n3, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|2|node1', 30),
+ok( $n3->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|2|node1'),
 	'node3 queues at position 2 behind node1');
 
 my @leaders = le_leaders($n1, $n2, $n3);
@@ -114,16 +117,21 @@ is(le_candidate_names($n1), 'node1,node2,node3',
 	'queue unchanged by a follower resign');
 
 my $token1 = $st{node1}{fencing_token};
+my $expiry = le_lease_expiry($etcd, $st{node1}{lease_id});
 my $t0     = time();
 is($n1->safe_psql('postgres', 'SELECT leader_resign()'),
 	't', 'leader_resign() on the leader returns true');
-ok(le_wait_leader($n2, $handover_bound),
-	'node2 (next in line) leads after node1 resigns');
-note sprintf('resign hand-over took %.3f s', time() - $t0);
+ok(le_wait_leader($n2), 'node2 (next in line) leads after node1 resigns');
+my $led = time();
+cmp_ok($led, '<', $expiry,
+	'... before node1\'s lease could have expired: it was released');
+note sprintf('resign hand-over took %.3f s (the lease could not expire '
+	  . 'before %.3f s)', $led - $t0, $expiry - $t0);
 
-ok( le_poll(
-		$n1, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|2|node2', 15),
+ok( $n1->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|2|node2'),
 	'resigned node1 rejoins at the tail (position 2)');
 is(le_candidate_names($n3), 'node2,node3,node1',
 	'queue after resign: node2, node3, node1');
@@ -136,9 +144,10 @@ isnt($s1->{lease_id}, $st{node1}{lease_id}, 'node1 rejoined with a new lease');
 cmp_ok($s2->{fencing_token}, '>', $token1, 'fencing token grew with the new leader');
 # followers learn about changes ahead of their predecessor at the latest
 # with their next renewal (TTL/3)
-ok( le_poll(
-		$n3, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|node2', 15),
+ok( $n3->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|1|node2'),
 	'node3 moved up to position 1 and knows node2 leads');
 
 #
@@ -161,23 +170,25 @@ like($err, qr/canceling statement due to statement timeout/,
 my $bg = $n3->background_psql('postgres', timeout => 120);
 $bg->query_until(qr/waiting/,
 	"\\echo waiting\nSELECT leader_wait(60000) AS woke;\n");
-ok( le_poll(
-		$n3,
+ok( $n3->poll_query_until(
+		'postgres',
 		"SELECT count(*) FROM pg_stat_activity "
 		  . "WHERE state = 'active' AND query LIKE 'SELECT leader_wait(60000)%'",
-		'1', 15),
+		'1'),
 	'a session on node3 is blocked in leader_wait(60000)');
 is($n3->safe_psql('postgres', 'SELECT leader_is_primary()'),
 	'f', 'node3 does not lead while the session waits');
 
-$t0 = time();
+$expiry = le_lease_expiry($etcd, le_status($n2)->{lease_id});
+$t0     = time();
 is($n2->safe_psql('postgres', 'SELECT leader_resign()'),
 	't', 'node2 resigns');
 my $woke = $bg->query_until(qr/^[tf]$/m, '');
-my $elapsed = time() - $t0;
+$led = time();
 like($woke, qr/^t$/m, 'blocked leader_wait() on node3 returned true');
-cmp_ok($elapsed, '<', $handover_bound, 'and woke promptly');
-note sprintf('leader_wait woke %.3f s after resign', $elapsed);
+cmp_ok($led, '<', $expiry,
+	'and woke promptly, before node2\'s lease could have expired');
+note sprintf('leader_wait woke %.3f s after resign', $led - $t0);
 $bg->quit;
 is(le_candidate_names($n1), 'node3,node1,node2',
 	'queue after second resign: node3, node1, node2');
@@ -210,17 +221,21 @@ is(le_status($n3)->{role}, 'leader', 'node3 still leads after the refused resign
 # Graceful stop (-m fast) of the leader: it deletes its key and revokes its
 # lease, so the next in line leads without waiting for the lease TTL.
 #
-my $token3 = le_status($n3)->{fencing_token};
-$t0 = time();
+my $s3     = le_status($n3);
+my $token3 = $s3->{fencing_token};
+$expiry = le_lease_expiry($etcd, $s3->{lease_id});
+$t0     = time();
 $n3->stop('fast');
-ok(le_wait_leader($n1, 30), 'node1 (next in line) leads after node3 stops');
-$elapsed = time() - $t0;
-cmp_ok($elapsed, '<', $handover_bound,
+ok(le_wait_leader($n1), 'node1 (next in line) leads after node3 stops');
+$led = time();
+cmp_ok($led, '<', $expiry,
 	'graceful stop hands over without waiting for the lease (TTL 10 s)');
-note sprintf('graceful stop hand-over took %.3f s', $elapsed);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|node1', 15),
+note sprintf('graceful stop hand-over took %.3f s (the lease could not '
+	  . 'expire before %.3f s)', $led - $t0, $expiry - $t0);
+ok( $n2->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|1|node1'),
 	'node2 follows node1 at position 1');
 cmp_ok(le_status($n1)->{fencing_token}, '>', $token3, 'fencing token grew');
 is(join(',', map { $_->{value} } $etcd->get_prefix($prefix)),
@@ -228,9 +243,10 @@ is(join(',', map { $_->{value} } $etcd->get_prefix($prefix)),
 
 # A restarted node joins at the tail.
 $n3->start;
-ok( le_poll(
-		$n3, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|2|node1', 30),
+ok( $n3->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|2|node1'),
 	'restarted node3 joins at the tail');
 is(le_candidate_names($n2), 'node1,node2,node3', 'queue: node1, node2, node3');
 

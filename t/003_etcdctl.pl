@@ -7,6 +7,8 @@
 #    hands back when it resigns;
 #  - an operator deleting the leader's key (`etcdctl del`): that node stops
 #    leading, the next one leads, the old one rejoins at the tail.
+# Hand-overs by a released key are seen before the old leader's lease could
+# have expired (by etcd's countdown, read just before).
 
 use strict;
 use warnings;
@@ -24,17 +26,18 @@ use EtcdServer;
 use LeaderElectionTest;
 
 my $prefix = '/leader_election/t003';
-my $bound  = 5;    # "at once": far below the default 10 s lease TTL
+# lease_ttl is left at its default
+my $ttl    = 10;
 
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
 my $n1 = le_node('node1', $etcd, prefix => $prefix);
-ok(le_wait_leader($n1, 30), 'node1 leads');
+ok(le_wait_leader($n1), 'node1 leads');
 my $n2 = le_node('node2', $etcd, prefix => $prefix);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position FROM leader_status()',
-		'follower|1', 30),
+ok( $n2->poll_query_until(
+		'postgres', 'SELECT role, queue_position FROM leader_status()',
+		'follower|1'),
 	'node2 follows at position 1');
 
 #
@@ -67,8 +70,11 @@ is($lkey, $kvs[0]{key}, '... with node1\'s key');
 # an etcdctl candidate joins the same queue
 #
 my $ext = $etcd->start_elect($prefix, 'ext');
-ok(le_poll($n1, 'SELECT string_agg(node_name, \',\' ORDER BY "position") '
-	  . 'FROM leader_candidates()', 'node1,node2,ext', 15),
+ok( $n1->poll_query_until(
+		'postgres',
+		'SELECT string_agg(node_name, \',\' ORDER BY "position") '
+		  . 'FROM leader_candidates()',
+		'node1,node2,ext'),
 	'etcdctl candidate queues behind the PostgreSQL nodes');
 my @c = le_candidates($n2);
 is($c[2]{node_name}, 'ext', 'ext at position 2');
@@ -77,30 +83,43 @@ like($c[2]{key}, qr{^\Q$prefix\E/[0-9a-f]+$}, 'ext key has the same layout');
 ok(!$ext->is_leading, 'etcdctl candidate does not lead');
 is(le_status($n1)->{role}, 'leader', 'node1 still leads');
 
+my $expiry = le_lease_expiry($etcd, le_status($n1)->{lease_id});
 is($n1->safe_psql('postgres', 'SELECT leader_resign()'), 't', 'node1 resigns');
-ok(le_wait_leader($n2, $bound), 'node2 leads');
-ok(le_poll($n1, 'SELECT queue_position FROM leader_status()', '2', 15),
+ok(le_wait_leader($n2), 'node2 leads');
+cmp_ok(time(), '<', $expiry, '... before node1\'s lease could have expired');
+ok( $n1->poll_query_until(
+		'postgres', 'SELECT queue_position FROM leader_status()', '2'),
 	'node1 rejoins behind ext');
 is(le_candidate_names($n2), 'node2,ext,node1', 'queue: node2, ext, node1');
 
+$expiry = le_lease_expiry($etcd, le_status($n2)->{lease_id});
 is($n2->safe_psql('postgres', 'SELECT leader_resign()'), 't', 'node2 resigns');
-ok($ext->wait_leading($bound), 'the etcdctl candidate leads');
-ok( le_poll(
-		$n1, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|ext', 15),
+ok($ext->wait_leading($PostgreSQL::Test::Utils::timeout_default),
+	'the etcdctl candidate leads');
+cmp_ok(time(), '<', $expiry, '... before node2\'s lease could have expired');
+ok( $n1->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|1|ext'),
 	'node1 follows ext at position 1');
-ok( le_poll(
-		$n2, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|2|ext', 15),
+ok( $n2->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|2|ext'),
 	'node2 follows at position 2');
 is(scalar(le_leaders($n1, $n2)), 0, 'no PostgreSQL node leads');
 ($lkey, $lval) = $etcd->elect_leader($prefix);
 is($lval, 'ext', 'etcdctl elect -l names ext');
 
+# the lease of etcdctl's session (TTL 60 s)
+my ($ext_row) = grep { $_->{node_name} eq 'ext' } le_candidates($n1);
+$expiry = le_lease_expiry($etcd, $ext_row->{lease_id});
 my $t0 = time();
 $ext->stop;    # SIGINT: etcdctl resigns
-ok(le_wait_leader($n1, $bound), 'node1 leads once the etcdctl leader resigns');
-note sprintf('took %.3f s', time() - $t0);
+ok(le_wait_leader($n1), 'node1 leads once the etcdctl leader resigns');
+my $led = time();
+cmp_ok($led, '<', $expiry, '... before the etcdctl lease could have expired');
+note sprintf('took %.3f s', $led - $t0);
 is(le_candidate_names($n2), 'node1,node2', 'queue: node1, node2');
 ($lkey, $lval) = $etcd->elect_leader($prefix);
 is($lval, 'node1', 'etcdctl elect -l names node1 again');
@@ -112,13 +131,19 @@ $s1 = le_status($n1);
 my $key1 = sprintf('%s/%x', $prefix, $s1->{lease_id});
 $t0 = time();
 like($etcd->etcdctl('del', $key1), qr/^1$/m, "etcdctl del $key1");
-ok(le_poll($n1, 'SELECT leader_is_primary()', 'f', $bound),
+ok($n1->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f'),
 	'node1 stops leading when its key is deleted');
-ok(le_wait_leader($n2, $bound), 'node2 leads');
-note sprintf('took %.3f s', time() - $t0);
-ok( le_poll(
-		$n1, 'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|node2', 15),
+my $stopped = time();
+# node1's lease lives on: only its watch, or at the latest its next look
+# (TTL/3), tells it
+cmp_ok($stopped - $t0, '<', $ttl, "... within the lease TTL ($ttl s)");
+ok(le_wait_leader($n2), 'node2 leads');
+note sprintf('node1 stopped leading after %.3f s, node2 led after %.3f s',
+	$stopped - $t0, time() - $t0);
+ok( $n1->poll_query_until(
+		'postgres',
+		'SELECT role, queue_position, leader_name FROM leader_status()',
+		'follower|1|node2'),
 	'node1 rejoins at the tail');
 my $s1b = le_status($n1);
 isnt($s1b->{lease_id}, $s1->{lease_id}, 'node1 rejoined with a new lease');

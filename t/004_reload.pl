@@ -1,7 +1,9 @@
 
 # Configuration reload (SIGHUP): changing leader_election.prefix, node_name
 # or lease_ttl makes the node leave its election and rejoin with the new
-# setting (at the tail of the queue).
+# setting (at the tail of the queue). Leaving deletes the key and revokes the
+# lease: the next in line is seen leading before the leaver's lease could have
+# expired (by etcd's countdown, read just before the reload).
 
 use strict;
 use warnings;
@@ -20,17 +22,16 @@ use LeaderElectionTest;
 
 my $prefix_a = '/leader_election/t004a';
 my $prefix_b = '/leader_election/t004b';
-my $bound    = 5;    # leaving deletes the key: far quicker than the 10 s TTL
 
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
 my $n1 = le_node('node1', $etcd, prefix => $prefix_a);
-ok(le_wait_leader($n1, 30), 'node1 leads election A');
+ok(le_wait_leader($n1), 'node1 leads election A');
 my $n2 = le_node('node2', $etcd, prefix => $prefix_a);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position FROM leader_status()',
-		'follower|1', 30),
+ok( $n2->poll_query_until(
+		'postgres', 'SELECT role, queue_position FROM leader_status()',
+		'follower|1'),
 	'node2 follows in election A');
 
 sub set_and_reload
@@ -47,15 +48,16 @@ sub set_and_reload
 #
 # prefix: the leader moves to election B
 #
+my $expiry = le_lease_expiry($etcd, le_status($n1)->{lease_id});
 set_and_reload($n1, 'prefix', $prefix_b);
-ok( le_poll(
-		$n1, 'SHOW leader_election.prefix', $prefix_b, 15),
+ok($n1->poll_query_until('postgres', 'SHOW leader_election.prefix', $prefix_b),
 	'new prefix is in effect on node1');
-ok(le_wait_leader($n2, $bound), 'node2 leads A once node1 left it');
-ok( le_poll(
-		$n1,
+ok(le_wait_leader($n2), 'node2 leads A once node1 left it');
+cmp_ok(time(), '<', $expiry, '... before node1\'s lease could have expired');
+ok( $n1->poll_query_until(
+		'postgres',
 		'SELECT role, queue_position, leader_name FROM leader_status()',
-		'leader|0|node1', 15),
+		'leader|0|node1'),
 	'node1 leads election B alone');
 is(le_candidate_names($n1), 'node1', 'node1 sees only itself in B');
 is(join(',', map { $_->{value} } $etcd->get_prefix($prefix_a)),
@@ -71,10 +73,10 @@ is($lval, 'node1', 'etcdctl elect -l on B names node1');
 # back to prefix A: node1 joins A at the tail
 #
 set_and_reload($n1, 'prefix', undef);
-ok( le_poll(
-		$n1,
+ok( $n1->poll_query_until(
+		'postgres',
 		'SELECT role, queue_position, leader_name FROM leader_status()',
-		'follower|1|node2', 15),
+		'follower|1|node2'),
 	'node1 rejoins election A at the tail');
 is(scalar($etcd->get_prefix($prefix_b)), 0, 'election B is empty');
 is(le_candidate_names($n2), 'node2,node1', 'queue A: node2, node1');
@@ -83,12 +85,14 @@ is(le_candidate_names($n2), 'node2,node1', 'queue A: node2, node1');
 # node_name of the leader: it leaves (node1 takes over) and rejoins renamed
 #
 my $old_lease = le_status($n2)->{lease_id};
+$expiry = le_lease_expiry($etcd, $old_lease);
 set_and_reload($n2, 'node_name', 'node2-renamed');
-ok(le_wait_leader($n1, $bound), 'node1 leads once node2 left to rename');
-ok( le_poll(
-		$n2,
+ok(le_wait_leader($n1), 'node1 leads once node2 left to rename');
+cmp_ok(time(), '<', $expiry, '... before node2\'s lease could have expired');
+ok( $n2->poll_query_until(
+		'postgres',
 		'SELECT role, node_name, queue_position, leader_name FROM leader_status()',
-		'follower|node2-renamed|1|node1', 15),
+		'follower|node2-renamed|1|node1'),
 	'node2 rejoined at the tail under its new name');
 isnt(le_status($n2)->{lease_id}, $old_lease, 'with a new lease');
 is(le_candidate_names($n1), 'node1,node2-renamed', 'queue A: node1, node2-renamed');
@@ -100,12 +104,12 @@ is(join(',', map { $_->{value} } $etcd->get_prefix($prefix_a)),
 #
 $old_lease = le_status($n2)->{lease_id};
 set_and_reload($n2, 'lease_ttl', '5');
-ok( le_poll(
-		$n2,
+ok( $n2->poll_query_until(
+		'postgres',
 		'SELECT role, queue_position, lease_ttl, lease_id <> '
 		  . $old_lease
 		  . ' FROM leader_status()',
-		'follower|1|5|t', 15),
+		'follower|1|5|t'),
 	'node2 rejoined with a new 5 s lease');
 my $ttl_out = $etcd->etcdctl('lease', 'timetolive',
 	sprintf('%x', le_status($n2)->{lease_id}));
@@ -117,7 +121,10 @@ is(le_status($n1)->{role}, 'leader', 'node1 still leads');
 #
 my $lease1 = le_status($n1)->{lease_id};
 set_and_reload($n1, 'request_timeout', '2000');
-ok(le_poll($n1, 'SHOW leader_election.request_timeout', qr/^2(000|000ms|s)$/, 15),
+ok( $n1->poll_query_until(
+		'postgres',
+		"SELECT current_setting('leader_election.request_timeout') "
+		  . "IN ('2000', '2000ms', '2s')"),
 	'request_timeout changed');
 my $s1 = le_status($n1);
 is($s1->{role},     'leader', 'node1 still leads after an unrelated reload');

@@ -51,11 +51,11 @@ my $lone = le_node(
 	'lone', undef,
 	endpoints => "http://127.0.0.1:$dead_port",
 	node_name => undef);
-ok( le_poll(
-		$lone,
+ok( $lone->poll_query_until(
+		'postgres',
 		'SELECT role, last_error IS NOT NULL, leader_name IS NULL, '
 		  . 'leader_is_primary() FROM leader_status()',
-		'disconnected|t|t|f', 30),
+		'disconnected|t|t|f'),
 	'without etcd: disconnected, last_error set, leader unknown');
 is( $lone->safe_psql('postgres', 'SELECT node_name FROM leader_status()'),
 	hostname() . ':' . $lone->port,

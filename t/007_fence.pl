@@ -50,16 +50,16 @@ my %conf = (
 	  # walsenders, which PostgreSQL::Test::Cluster disables by default
 	  . "wal_level = replica\nmax_wal_senders = 2");
 my $n1 = le_node('node1', $etcd, %conf);
-ok(le_wait_leader($n1, 30), 'node1 leads');
+ok(le_wait_leader($n1), 'node1 leads');
 my $n2 = le_node('node2', $etcd, %conf);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position FROM leader_status()',
-		'follower|1', 30),
+ok( $n2->poll_query_until(
+		'postgres', 'SELECT role, queue_position FROM leader_status()',
+		'follower|1'),
 	'node2 follows at position 1');
 my $n3 = le_node('node3', $etcd, %conf);
-ok( le_poll(
-		$n3, 'SELECT role, queue_position FROM leader_status()',
-		'follower|2', 30),
+ok( $n3->poll_query_until(
+		'postgres', 'SELECT role, queue_position FROM leader_status()',
+		'follower|2'),
 	'node3 follows at position 2');
 my @nodes = ($n1, $n2, $n3);
 
@@ -89,9 +89,9 @@ my $log_offset = -s $n2->logfile;
 	'CREATE TEMP TABLE exit_tmp (a int); INSERT INTO exit_tmp VALUES (1);');
 is($state, '00000', 'a follower session creates and fills a temporary table')
   or diag $err;
-ok( le_poll(
-		$n2, "SELECT count(*) FROM pg_class WHERE relname = 'exit_tmp'",
-		'0', 10),
+ok( $n2->poll_query_until(
+		'postgres', "SELECT count(*) FROM pg_class WHERE relname = 'exit_tmp'",
+		'0'),
 	'... which is gone once the session has ended');
 unlike(slurp_file($n2->logfile, $log_offset),
 	qr/FATAL:  cannot write on node/, '... without an error at session exit');
@@ -111,7 +111,7 @@ sub write_then_resign
 	is($e, '', $node->name . ': INSERT in an open transaction while leading');
 	is($node->safe_psql('postgres', 'SELECT leader_resign()'),
 		't', $node->name . ' resigns from another session');
-	ok(le_wait_leader($next, 15), $next->name . ' leads');
+	ok(le_wait_leader($next), $next->name . ' leads');
 	is($node->safe_psql('postgres', 'SELECT leader_is_primary()'),
 		'f', $node->name . ' no longer leads');
 	my ($out, $ferr) = le_bg_query($bg, $finish);
@@ -153,7 +153,7 @@ is( $n2->safe_psql('postgres',
 	"BEGIN; INSERT INTO t VALUES (3, 'prepared'); PREPARE TRANSACTION 't007_prepared';");
 is($state, '00000', 'node3 prepares a transaction while leading');
 is($n3->safe_psql('postgres', 'SELECT leader_resign()'), 't', 'node3 resigns');
-ok(le_wait_leader($n1, 15), 'node1 leads');
+ok(le_wait_leader($n1), 'node1 leads');
 ($state, $err) = le_sqlstate($n3, "COMMIT PREPARED 't007_prepared'");
 is($state, '25006', 'COMMIT PREPARED is refused on the former leader');
 like($err, qr/Refused: COMMIT PREPARED would commit writes made elsewhere/,
@@ -171,7 +171,8 @@ is($n3->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id = 3'),
 my $old = $n1;
 my $new = $n2;
 # node2 sees node3 gone from ahead of it at its next look (within TTL/3)
-ok(le_poll($new, 'SELECT queue_position FROM leader_status()', '1', 15),
+ok( $new->poll_query_until(
+		'postgres', 'SELECT queue_position FROM leader_status()', '1'),
 	'node2 is next in line');
 my $b_old = $old->background_psql('postgres', on_error_stop => 0, timeout => 60);
 my $b_new = $new->background_psql('postgres', on_error_stop => 0, timeout => 60);
@@ -234,9 +235,10 @@ $b_new->quit;
 
 kill 'CONT', $pid;
 $frozen_pid = undef;
-ok( le_poll(
-		$old, 'SELECT role, leader_name, leader_is_primary() FROM leader_status()',
-		'follower|node2|f', 15),
+ok( $old->poll_query_until(
+		'postgres',
+		'SELECT role, leader_name, leader_is_primary() FROM leader_status()',
+		'follower|node2|f'),
 	'after SIGCONT node1 follows node2');
 my $one = le_wait_one_leader(15, @nodes);
 ok(defined $one && $one == $new, 'exactly one node leads: node2');
@@ -301,7 +303,8 @@ if (defined $leader)
 	is($state, '00000', 'the new leader can write') or diag $err;
 	foreach my $f (grep { $_ != $leader } @nodes)
 	{
-		ok( le_poll($f, 'SELECT role FROM leader_status()', 'follower', 15),
+		ok( $f->poll_query_until(
+				'postgres', 'SELECT role FROM leader_status()', 'follower'),
 			$f->name . ' follows');
 		($state) = le_sqlstate($f, "INSERT INTO t VALUES (23, 'x')");
 		is($state, '25006', $f->name . ' refuses writes');
@@ -327,7 +330,8 @@ like(slurp_file($follower->logfile, $log_offset),
 $follower->safe_psql('postgres',
 	'ALTER SYSTEM SET leader_election.fence_writes = off');
 $follower->reload;
-ok(le_poll($follower, 'SHOW leader_election.fence_writes', 'off', 15),
+ok( $follower->poll_query_until(
+		'postgres', 'SHOW leader_election.fence_writes', 'off'),
 	'fence_writes is off after a reload (ALTER SYSTEM works on a follower)');
 ($state, $err) = le_sqlstate($follower, "INSERT INTO t VALUES (31, 'fence off')");
 is($state, '00000', 'with fence_writes off a follower writes') or diag $err;
@@ -336,7 +340,8 @@ is($follower->safe_psql('postgres', 'SELECT leader_is_primary()'),
 $follower->safe_psql('postgres',
 	'ALTER SYSTEM RESET leader_election.fence_writes');
 $follower->reload;
-ok(le_poll($follower, 'SHOW leader_election.fence_writes', 'on', 15),
+ok( $follower->poll_query_until(
+		'postgres', 'SHOW leader_election.fence_writes', 'on'),
 	'fence_writes is on again after a reload');
 ($state) = le_sqlstate($follower, "INSERT INTO t VALUES (32, 'fence on')");
 is($state, '25006', 'the follower refuses writes again');
@@ -355,9 +360,9 @@ for my $round (1 .. 3)
 	my $current = le_wait_one_leader(15, @nodes);
 	last if !defined $current || $current == $follower;
 	$current->safe_psql('postgres', 'SELECT leader_resign()');
-	le_poll($current, 'SELECT leader_is_primary()', 'f', 15);
+	$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
 }
-ok(le_wait_leader($follower, 15), $follower->name . ' leads after the others resigned');
+ok(le_wait_leader($follower), $follower->name . ' leads after the others resigned');
 is((le_bg_query($b_chain, 'SHOW transaction_read_only'))[0], 'off',
 	'the transaction chained on the follower is read-write');
 ($out, $e) = le_bg_query($b_chain, "INSERT INTO t VALUES (40, 'chained') RETURNING id");

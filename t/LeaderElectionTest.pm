@@ -5,7 +5,7 @@
 
 =head1 NAME
 
-LeaderElectionTest - PostgreSQL nodes running leader_election, and bounded polls
+LeaderElectionTest - PostgreSQL nodes running leader_election, and checks
 
 =head1 SYNOPSIS
 
@@ -14,10 +14,19 @@ LeaderElectionTest - PostgreSQL nodes running leader_election, and bounded polls
 
   my $etcd = EtcdServer->new; $etcd->start;
   my $n1 = le_node('node1', $etcd, prefix => '/leader_election/t1', lease_ttl => 2);
-  ok(le_wait_leader($n1, 30), 'node1 leads');
+  ok(le_wait_leader($n1), 'node1 leads');
+  my $n2 = le_node('node2', $etcd, prefix => '/leader_election/t1', lease_ttl => 2);
   my $st = le_status($n1);          # hash of leader_status() columns
   my @q  = le_candidates($n1);      # list of hashes of leader_candidates()
-  ok(le_poll($n1, 'SELECT queue_position FROM leader_status()', '1', 30), ...);
+  # any other wait: PostgreSQL::Test::Cluster's own poll (up to 180 s)
+  ok($n2->poll_query_until('postgres',
+      'SELECT queue_position FROM leader_status()', '1'), 'node2 is next');
+
+  # a hand-over that must not wait for the old leader's lease to expire
+  my $expiry = le_lease_expiry($etcd, le_status($n1)->{lease_id});
+  $n1->safe_psql('postgres', 'SELECT leader_resign()');
+  ok(le_wait_leader($n2), 'node2 leads');
+  cmp_ok(time(), '<', $expiry, '... before node1\'s lease could expire');
 
   # the write fence
   le_bypass_psql($n2, 'CREATE TABLE t (id int)');   # on a follower, too
@@ -41,7 +50,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(
-  le_node le_poll le_wait_leader le_status le_candidates le_leaders
+  le_node le_wait_leader le_lease_expiry le_status le_candidates le_leaders
   le_candidate_names le_wait_one_leader le_worker_pid le_sqlstate
   le_bypass_psql le_bg_query
 );
@@ -108,53 +117,45 @@ sub le_node
 
 =pod
 
-=item le_poll($node, $query, $expected, $timeout_s = 30) => bool
+=item le_wait_leader($node) => bool
 
-Runs $query every 100 ms until its output (psql -At) equals $expected (a
-string, or a qr// that must match), at most $timeout_s seconds. Query errors
-count as "not yet". On timeout, prints the last output and returns 0.
-
-=cut
-
-sub le_poll
-{
-	my ($node, $query, $expected, $timeout) = @_;
-	$timeout = 30 unless defined $timeout;
-	my $deadline = time() + $timeout;
-	my ($out, $err);
-	while (1)
-	{
-		my $rc = $node->psql('postgres', $query,
-			stdout => \$out, stderr => \$err, timeout => 30);
-		$out = '' unless defined $out;
-		if ($rc == 0)
-		{
-			return 1
-			  if (ref $expected eq 'Regexp' && $out =~ $expected)
-			  || (!ref $expected && $out eq $expected);
-		}
-		last if time() > $deadline;
-		usleep(100_000);
-	}
-	diag "le_poll timed out after ${timeout}s on node "
-	  . $node->name
-	  . "\nquery: $query\nexpected: $expected\nlast output: $out\nstderr: "
-	  . ($err // '');
-	return 0;
-}
-
-=pod
-
-=item le_wait_leader($node, $timeout_s = 30) => bool
-
-True as soon as leader_is_primary() is true on $node (polled every 100 ms).
+True as soon as leader_is_primary() is true on $node:
+C<< $node->poll_query_until('postgres', 'SELECT leader_is_primary()') >>, which
+polls every 100 ms and gives up (with a diagnostic) only after
+$PostgreSQL::Test::Utils::timeout_default (180 s). To wait for any other
+answer, call poll_query_until directly.
 
 =cut
 
 sub le_wait_leader
 {
-	my ($node, $timeout) = @_;
-	return le_poll($node, 'SELECT leader_is_primary()', 't', $timeout);
+	my ($node, @rest) = @_;
+	croak 'le_wait_leader takes no timeout: it waits as long as poll_query_until'
+	  if @rest;
+	return $node->poll_query_until('postgres', 'SELECT leader_is_primary()');
+}
+
+=pod
+
+=item le_lease_expiry($etcd, $lease_id) => time
+
+The earliest time (Time::HiRes::time) at which etcd could expire lease
+$lease_id, by etcd's own countdown read now (C<etcdctl lease timetolive>; its
+remaining seconds are rounded down, and renewals only push the expiry later).
+A hand-over seen before this time did not wait for that lease to expire. Dies
+if etcd does not know the lease.
+
+=cut
+
+sub le_lease_expiry
+{
+	my ($etcd, $lease_id) = @_;
+	my $now = time();
+	my $out = $etcd->etcdctl('lease', 'timetolive', sprintf('%x', $lease_id));
+	croak "no remaining TTL for lease $lease_id in: $out"
+	  unless $out =~ /remaining\((-?\d+)s\)/;
+	croak "lease $lease_id has expired: $out" if $1 < 0;
+	return $now + $1;
 }
 
 =pod
