@@ -57,6 +57,7 @@ my %st;
 $st{$_->name} = le_status($_) foreach ($n1, $n2, $n3);
 
 is($st{node1}{role},           'leader', 'node1 role leader');
+is($st{node1}{phase},          'leading', 'node1 phase leading');
 is($st{node1}{node_name},      'node1',  'node1 node_name');
 is($st{node1}{leader_name},    'node1',  'node1 sees itself as leader');
 is($st{node1}{queue_position}, '0',      'node1 queue_position 0');
@@ -69,6 +70,7 @@ cmp_ok($st{node1}{fencing_token}, '>', 0, 'leader fencing_token > 0');
 foreach my $n (qw(node2 node3))
 {
 	is($st{$n}{role},        'follower', "$n role follower");
+	is($st{$n}{phase},       'queued',   "$n phase queued");
 	is($st{$n}{node_name},   $n,         "$n node_name");
 	is($st{$n}{leader_name}, 'node1',    "$n knows node1 leads");
 	is($st{$n}{valid_until}, undef,      "$n valid_until NULL");

@@ -55,7 +55,7 @@ sub hung_endpoint_case
 		lease_ttl  => $ttl,
 		endpoints  => $proxy->url . ',' . $etcd->url,
 		extra_conf => "leader_election.request_timeout = '$request_timeout'");
-	ok(le_wait_leader($n1, 30), "a$tag: node1 leads");
+	ok(le_wait_leader($n1), "a$tag: node1 leads");
 	my $n2 = le_node(
 		"a${tag}_node2", $etcd,
 		prefix     => $prefix,
@@ -63,9 +63,7 @@ sub hung_endpoint_case
 		lease_ttl  => $ttl,
 		endpoints  => $etcd->url,
 		extra_conf => "leader_election.request_timeout = '1s'");
-	ok( le_poll(
-			$n2, 'SELECT role, queue_position FROM leader_status()',
-			'follower|1', 30),
+	ok( $n2->poll_query_until('postgres', 'SELECT role, queue_position FROM leader_status()', 'follower|1'),
 		"a$tag: node2 follows");
 
 	my $s1 = le_status($n1);
@@ -99,7 +97,7 @@ sub hung_endpoint_case
 	is($e1->{role_since}, $s1->{role_since}, "a$tag: ... since the same time");
 	is($e2->{role}, 'follower', "a$tag: node2 still follows");
 	is($e2->{role_since}, $s2->{role_since}, "a$tag: ... since the same time");
-	ok(le_poll($n1, 'SELECT endpoint FROM leader_status()', $etcd->url, 10),
+	ok($n1->poll_query_until('postgres', 'SELECT endpoint FROM leader_status()', $etcd->url),
 		"a$tag: node1 moved to the healthy endpoint");
 
 	$proxy->thaw;
@@ -123,7 +121,7 @@ hung_endpoint_case('2', '5s');
 #
 {
 	my $prefix = '/leader_election/t009b';
-	my $bound  = 5;
+	my $bound  = 10;
 	my $proxy  = TcpProxy->new(target_port => $etcd->client_port, name => 'b');
 	$proxy->start;
 	my $n = le_node(
@@ -136,7 +134,7 @@ hung_endpoint_case('2', '5s');
 	foreach my $variant ('drop', 'drop+freeze')
 	{
 		note "case b: $variant";
-		ok(le_wait_leader($n, 30), "b $variant: the node leads");
+		ok(le_wait_leader($n), "b $variant: the node leads");
 		cmp_ok($proxy->drop_connections, '>', 0,
 			"b $variant: the proxy closed the node's connections");
 		if ($variant eq 'drop+freeze')
@@ -153,14 +151,18 @@ hung_endpoint_case('2', '5s');
 		like($etcd->etcdctl('del', $key), qr/^1$/m, "b $variant: etcdctl del $key");
 		# Alone in the queue, the node rejoins and leads again at once, with
 		# a new lease (and key): what must end is leading with the old key.
-		ok( le_poll(
-				$n,
+		ok( $n->poll_query_until(
+				'postgres',
 				'SELECT leader_is_primary() AND lease_id IS NOT DISTINCT FROM '
 				  . "$st->{lease_id} FROM leader_status()",
-				'f', $bound),
-			"b $variant: the node stops leading with its deleted key within ${bound} s"
-		);
-		note sprintf('b %s: noticed after %.3f s', $variant, time() - $t0);
+				'f'),
+			"b $variant: the node stops leading with its deleted key");
+		# The periodic re-check (TTL/3) comes far later: only the watch
+		# notices this soon.
+		my $noticed = time() - $t0;
+		cmp_ok($noticed, '<', $bound,
+			"b $variant: ... noticed through the watch, within ${bound} s");
+		note sprintf('b %s: noticed after %.3f s', $variant, $noticed);
 		$n->restart if $variant eq 'drop';
 	}
 	$n->stop;
@@ -184,7 +186,7 @@ hung_endpoint_case('2', '5s');
 		lease_ttl  => $ttl,
 		endpoints  => $proxy->url,
 		extra_conf => "leader_election.request_timeout = '${request_timeout_s}s'");
-	ok(le_wait_leader($n, 30), 'c: the node leads');
+	ok(le_wait_leader($n), 'c: the node leads');
 
 	my $postmaster = postmaster_pid($n);
 	my $worker     = le_worker_pid($n);

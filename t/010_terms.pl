@@ -41,11 +41,9 @@ $etcd->start;
 
 my %conf = (prefix => $prefix, extra_conf => "max_prepared_transactions = 5");
 my $n1 = le_node('node1', $etcd, %conf);
-ok(le_wait_leader($n1, 30), 'node1 leads');
+ok(le_wait_leader($n1), 'node1 leads');
 my $n2 = le_node('node2', $etcd, %conf);
-ok( le_poll(
-		$n2, 'SELECT role, queue_position FROM leader_status()',
-		'follower|1', 30),
+ok( $n2->poll_query_until('postgres', 'SELECT role, queue_position FROM leader_status()', 'follower|1'),
 	'node2 follows at position 1');
 my @nodes = ($n1, $n2);
 
@@ -62,9 +60,9 @@ sub make_leader
 		return 0 unless defined $current;
 		last if $current == $want;
 		$current->safe_psql('postgres', 'SELECT leader_resign()');
-		le_poll($current, 'SELECT leader_is_primary()', 'f', 15);
+		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
 	}
-	return 0 unless le_wait_leader($want, 30);
+	return 0 unless le_wait_leader($want);
 	foreach my $other (grep { $_ != $want } @nodes)
 	{
 		return 0

@@ -83,9 +83,7 @@ is(join(',', map { show($_->{value}) } @kvs),
 # node1 queues behind them.
 #
 my $n1 = le_node('node1', $etcd, prefix => $prefix);
-ok( le_poll(
-		$n1, 'SELECT role, queue_position FROM leader_status()',
-		'follower|4', 30),
+ok( $n1->poll_query_until('postgres', 'SELECT role, queue_position FROM leader_status()', 'follower|4'),
 	'node1 follows at position 4');
 le_bypass_psql($n1,
 	"CREATE DATABASE u8 ENCODING 'UTF8' LOCALE 'C' TEMPLATE template0");
@@ -176,8 +174,7 @@ ok(!(grep { /[^\x20-\x7e]/ } @names, @keys),
 #
 $el_evil->stop;
 ok($el_noeud->wait_leading(15), 'the candidate "n\x{153}ud" leads once the first one resigns');
-ok( le_poll(
-		$n1, 'SELECT queue_position FROM leader_status()', '3', 30),
+ok( $n1->poll_query_until('postgres', 'SELECT queue_position FROM leader_status()', '3'),
 	'node1 moves up to position 3');
 check_leader_shown('"n\x{153}ud"', $noeud_esc);
 
@@ -186,8 +183,7 @@ check_leader_shown('"n\x{153}ud"', $noeud_esc);
 #
 $el_noeud->stop;
 ok($el_long->wait_leading(15), 'the candidate with the long name leads');
-ok( le_poll(
-		$n1, 'SELECT queue_position FROM leader_status()', '2', 30),
+ok( $n1->poll_query_until('postgres', 'SELECT queue_position FROM leader_status()', '2'),
 	'node1 moves up to position 2');
 check_leader_shown('the long name', $long_re);
 

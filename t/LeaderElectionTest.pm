@@ -56,7 +56,7 @@ our @EXPORT = qw(
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
-  lease_ttl fencing_token valid_until endpoint last_error role_since);
+  lease_ttl fencing_token valid_until endpoint last_error role_since phase);
 my @cand_cols = qw(position node_name key create_revision lease_id is_self);
 
 =pod
