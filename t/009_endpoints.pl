@@ -188,7 +188,7 @@ hung_endpoint_case('2', '5s');
 		extra_conf => "leader_election.request_timeout = '${request_timeout_s}s'");
 	ok(le_wait_leader($n), 'c: the node leads');
 
-	my $postmaster = postmaster_pid($n);
+	my $postmaster = le_postmaster_pid($n);
 	my $worker     = le_worker_pid($n);
 	my @children   = children_of($postmaster);
 	$proxy->freeze;
@@ -228,18 +228,6 @@ hung_endpoint_case('2', '5s');
 
 $etcd->stop;
 done_testing();
-
-# The postmaster's pid: the first line of postmaster.pid.
-sub postmaster_pid
-{
-	my $node = shift;
-	my $file = $node->data_dir . '/postmaster.pid';
-	open(my $fh, '<', $file) or die "cannot read $file: $!";
-	my $pid = <$fh>;
-	close $fh;
-	chomp $pid;
-	return $pid;
-}
 
 # Fields of /proc/<pid>/stat from field 3 (state) on; () if there is none.
 sub proc_stat

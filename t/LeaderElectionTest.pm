@@ -51,7 +51,7 @@ use Test::More;
 
 our @EXPORT = qw(
   le_node le_wait_leader le_lease_expiry le_status le_candidates le_leaders
-  le_candidate_names le_wait_one_leader le_worker_pid le_sqlstate
+  le_candidate_names le_wait_one_leader le_postmaster_pid le_worker_pid le_sqlstate
   le_bypass_psql le_bg_query
 );
 
@@ -283,6 +283,25 @@ sub le_wait_one_leader
 
 =pod
 
+=item le_postmaster_pid($node) => pid
+
+The pid of the node's postmaster: the first line of its postmaster.pid.
+
+=cut
+
+sub le_postmaster_pid
+{
+	my $node = shift;
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	open(my $fh, '<', $pidfile) or croak "cannot read $pidfile: $!";
+	my $pid = <$fh>;
+	close $fh;
+	chomp $pid;
+	return $pid;
+}
+
+=pod
+
 =item le_worker_pid($node) => pid
 
 The pid of the node's leader_election background worker (a child of its
@@ -294,11 +313,7 @@ database connection, so it is not in pg_stat_activity). Dies if there is none.
 sub le_worker_pid
 {
 	my $node = shift;
-	my $pidfile = $node->data_dir . '/postmaster.pid';
-	open(my $fh, '<', $pidfile) or croak "cannot read $pidfile: $!";
-	my $postmaster = <$fh>;
-	close $fh;
-	chomp $postmaster;
+	my $postmaster = le_postmaster_pid($node);
 	foreach my $dir (glob('/proc/[0-9]*'))
 	{
 		my ($stat, $cmdline);
