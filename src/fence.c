@@ -48,6 +48,7 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "fence.h"
@@ -66,7 +67,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
 /*
- * The fence's state in this backend.  The first five fields describe the
+ * The fence's state in this backend.  The first six fields describe the
  * current transaction: enter_statement() sets them, and the transaction
  * callback resets them when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
@@ -77,17 +78,19 @@ static struct
 {
 	/* statements of this transaction that ran fenced */
 	int			statements_fenced;
-	/* a statement of this transaction ran unfenced (the node led, or bypass) */
-	bool		ran_unfenced;
+	/* a statement ran unfenced because the node led */
+	bool		ran_as_leader;
+	/* a statement ran unfenced by a superuser's bypass (or with the fence off) */
+	bool		ran_bypassed;
 	/* the fence made XactReadOnly true; user_read_only holds the user's value */
 	bool		forced_read_only;
 	bool		user_read_only;
-	/* the term of its unfenced statements until it got an xid (0: none/bypass) */
+	/* the term its statements ran in as leader, until it got an xid */
 	uint64		write_term;
 
 	/* fenced statements now executing (their hooks' PG_TRY blocks) */
 	int			fenced_depth;
-	/* nesting of CREATE/ALTER/DROP EXTENSION leader_election: runs unfenced */
+	/* nesting of CREATE/ALTER/DROP EXTENSION leader_election: its script runs unfenced */
 	int			own_extension_depth;
 	/* EXPLAIN without ANALYZE is initialising a plan it will not run */
 	bool		explain_only;
@@ -116,9 +119,11 @@ fence_applies(void)
 }
 
 /*
- * Not the leader, fence on, and no superuser bypass in effect.  A bypass is
- * logged where a statement starts (log_bypass), once per statement.  *term
- * is the term the node leads in, 0 if it does not (or the fence is off).
+ * Not the leader, fence on, and no bypass in effect: a bypass counts only
+ * while the current user is a superuser, whoever set it (a role or database
+ * setting, GRANT SET, a function's SET clause).  It is logged where a
+ * statement starts (log_bypass), once per statement.  *term is the term the
+ * node leads in, 0 if it does not (or the fence is off).
  */
 static bool
 fenced_now(bool log_bypass, uint64 *term)
@@ -129,7 +134,7 @@ fenced_now(bool log_bypass, uint64 *term)
 	*term = le_leader_term_now();
 	if (*term != 0)
 		return false;
-	if (!le_fence_bypass)
+	if (!le_fence_bypass || !superuser())
 		return true;
 	if (log_bypass)
 		ereport(LOG,
@@ -153,6 +158,18 @@ transaction_fenced(bool log_bypass, uint64 *term)
 		FirstSnapshotSet;
 }
 
+/* Makes the transaction read-only, keeping the user's own setting aside. */
+static void
+force_read_only(void)
+{
+	if (!fence.forced_read_only)
+	{
+		fence.user_read_only = XactReadOnly;
+		fence.forced_read_only = true;
+	}
+	XactReadOnly = true;
+}
+
 /*
  * Called at every statement start: fences the transaction (read-only) or,
  * when it may write, gives the user back their own setting and records the
@@ -166,12 +183,7 @@ enter_statement(bool log_bypass)
 
 	if (fenced)
 	{
-		if (!fence.forced_read_only)
-		{
-			fence.user_read_only = XactReadOnly;
-			fence.forced_read_only = true;
-		}
-		XactReadOnly = true;
+		force_read_only();
 		fence.statements_fenced++;
 	}
 	else
@@ -181,9 +193,14 @@ enter_statement(bool log_bypass)
 			XactReadOnly = fence.user_read_only;
 			fence.forced_read_only = false;
 		}
-		fence.ran_unfenced = true;
-		if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
-			fence.write_term = term;
+		if (term == 0)
+			fence.ran_bypassed = true;
+		else
+		{
+			fence.ran_as_leader = true;
+			if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+				fence.write_term = term;
+		}
 	}
 	return fenced;
 }
@@ -293,7 +310,7 @@ fence_executor_start(QueryDesc *queryDesc, int eflags)
 		PG_END_TRY();
 		return;
 	}
-	if (fence.own_extension_depth > 0 || !enter_statement(true))
+	if (!enter_statement(true))
 	{
 		call_executor_start(queryDesc, eflags);
 		return;
@@ -318,7 +335,7 @@ fence_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 {
 	MemoryContext context = CurrentMemoryContext;
 
-	if (fence.own_extension_depth > 0 || !enter_statement(false))
+	if (!enter_statement(false))
 	{
 		call_executor_run(queryDesc, direction, count, execute_once);
 		return;
@@ -337,6 +354,30 @@ fence_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 	fence.fenced_depth--;
 }
 
+/* Runs a fenced utility statement, rewriting the errors the fence caused. */
+static void
+run_fenced_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	MemoryContext memory_context = CurrentMemoryContext;
+
+	fence.fenced_depth++;
+	PG_TRY();
+	{
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		fence.fenced_depth--;
+		rethrow_as_fence_error(memory_context);
+	}
+	PG_END_TRY();
+	fence.fenced_depth--;
+}
+
 static void
 fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -344,11 +385,20 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	MemoryContext memory_context = CurrentMemoryContext;
+	const char *refusal;
+
+	/* The extension's own script, inside its CREATE/ALTER EXTENSION. */
+	if (fence.own_extension_depth > 0 && is_extension_script_statement(stmt))
+	{
+		if (fence.forced_read_only)
+			XactReadOnly = fence.user_read_only;
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+		return;
+	}
 
 	/* SET and SHOW write nothing: no bypass to log (RESET of it included) */
-	if (fence.own_extension_depth > 0 ||
-		!enter_statement(!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt)))
+	if (!enter_statement(!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt)))
 	{
 		call_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
@@ -371,13 +421,8 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 		PG_END_TRY();
 		return;
 	}
-	if (is_temp_relation_ddl(stmt))
-	{
-		XactReadOnly = fence.user_read_only;
-		call_process_utility(pstmt, queryString, readOnlyTree, context,
-							 params, queryEnv, dest, qc);
-		return;
-	}
+	if ((refusal = persisting_read_only_statement(stmt)) != NULL)
+		fence_error(refusal);
 	if (is_commit_prepared(stmt))
 		fence_error("COMMIT PREPARED would commit writes made elsewhere");
 	/*
@@ -395,26 +440,26 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 			XactReadOnly = true;
 		return;
 	}
-
-	fence.fenced_depth++;
-	PG_TRY();
-	{
-		call_process_utility(pstmt, queryString, readOnlyTree, context,
-							 params, queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		fence.fenced_depth--;
-		rethrow_as_fence_error(memory_context);
-	}
-	PG_END_TRY();
-	fence.fenced_depth--;
+	/* Temporary relations may change; what their DDL evaluates stays fenced. */
+	if (is_temp_relation_ddl(stmt))
+		XactReadOnly = fence.user_read_only;
+	run_fenced_utility(pstmt, queryString, readOnlyTree, context,
+					   params, queryEnv, dest, qc);
 }
 
 /*
- * PostgreSQL 15 lets large-object writes run in read-only transactions.
- * The executor (and the fast-path protocol) announces every function it is
- * about to call; these are refused there.
+ * Every function called in a fenced transaction runs read-only, however it
+ * was reached: from the executor, from a PL/pgSQL assignment after a COMMIT
+ * inside a procedure, from the planner folding a constant, from an
+ * expression that DDL of a temporary table evaluates, or from the fast-path
+ * protocol.  The executor and the fast path announce every function they are
+ * about to call; so the transaction is made read-only there, and PostgreSQL's
+ * own checks refuse a permanent sequence's nextval/setval at the moment it
+ * happens.  Functions whose writes read-only transactions let through
+ * (large objects, replication slots and origins, ...) are refused outright,
+ * and so are sequence functions called outside any statement the hooks saw
+ * (the fast path, the planner), where no error could be given the fence's
+ * words.
  */
 static void
 fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
@@ -424,16 +469,31 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
-	if (access == OAT_FUNCTION_EXECUTE && is_large_object_write(objectId) &&
-		fence.own_extension_depth == 0 && !fence.explain_only &&
-		transaction_fenced(false, &term))
-		fence_error("large objects cannot be written");
+	if (access != OAT_FUNCTION_EXECUTE || fence.explain_only ||
+		!transaction_fenced(false, &term))
+		return;
+
+	switch (function_effect(objectId))
+	{
+		case FUNCTION_EFFECT_PERSISTS:
+			fence_error(psprintf("%s() writes state that a read-only transaction lets through",
+								 get_func_name(objectId)));
+			break;
+		case FUNCTION_EFFECT_SEQUENCE:
+			if (fence.fenced_depth == 0)
+				fence_error(psprintf("%s() would change a sequence outside any statement",
+									 get_func_name(objectId)));
+			break;
+		case FUNCTION_EFFECT_OTHER:
+			break;
+	}
+	force_read_only();
 }
 
 /*
  * The commit-time check: a transaction that wrote commits (or is prepared)
  * only in the term it wrote in, or, on a node that does not lead, only if
- * every statement of it ran fenced.
+ * each of its statements ran fenced or under a superuser's bypass.
  */
 static void
 check_commit(bool prepare)
@@ -450,13 +510,17 @@ check_commit(bool prepare)
 
 	if (fenced)
 	{
-		if (fence.ran_unfenced ||
-			(fence.statements_fenced == 0 && fence.fenced_depth == 0))
+		if (fence.ran_as_leader)
 			fence_error(prepare ?
-						"this transaction wrote while the node led (or outside any fenced statement), so it cannot be prepared" :
-						"this transaction wrote while the node led (or outside any fenced statement), so it cannot commit");
+						"this transaction wrote while the node led, so it cannot be prepared" :
+						"this transaction wrote while the node led, so it cannot commit");
+		/* bypassed writes were a superuser's choice at the time */
+		if (!fence.ran_bypassed && fence.statements_fenced == 0 && fence.fenced_depth == 0)
+			fence_error(prepare ?
+						"this transaction wrote outside any statement the fence saw, so it cannot be prepared" :
+						"this transaction wrote outside any statement the fence saw, so it cannot commit");
 	}
-	else if (fence.ran_unfenced && fence.write_term != term)
+	else if (fence.ran_as_leader && fence.write_term != term)
 	{
 		LeaderView	view;
 		uint64		valid_until;
@@ -470,11 +534,8 @@ check_commit(bool prepare)
 						view.node_name) :
 				 errmsg("cannot commit on node \"%s\": the transaction wrote in an earlier leadership term",
 						view.node_name),
-				 fence.write_term != 0 ?
 				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node lost leadership since and now leads with fencing token " UINT64_FORMAT ".",
-						   fence.write_term, term) :
-				 errdetail("It wrote while the node did not lead; the node now leads with fencing token " UINT64_FORMAT ".",
-						   term),
+						   fence.write_term, term),
 				 errhint("Retry the transaction.")));
 	}
 }
@@ -494,7 +555,8 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			fence.statements_fenced = 0;
-			fence.ran_unfenced = false;
+			fence.ran_as_leader = false;
+			fence.ran_bypassed = false;
 			fence.forced_read_only = false;
 			fence.write_term = 0;
 			break;

@@ -7,11 +7,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
 #include "nodes/parsenodes.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "statement_kinds.h"
 
@@ -103,6 +117,36 @@ is_temp_relation_ddl(Node *stmt)
 	}
 }
 
+/* Every member of the extension (none if it does not exist) is a function. */
+static bool
+extension_owns_only_functions(Oid extension)
+{
+	Relation	depend;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		only_functions = true;
+
+	if (!OidIsValid(extension))
+		return true;
+	depend = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extension));
+	scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, key);
+	while (only_functions && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tuple);
+
+		if (dep->deptype == DEPENDENCY_EXTENSION && dep->classid != ProcedureRelationId)
+			only_functions = false;
+	}
+	systable_endscan(scan);
+	table_close(depend, AccessShareLock);
+	return only_functions;
+}
+
 bool
 is_own_extension_ddl(Node *stmt)
 {
@@ -122,7 +166,8 @@ is_own_extension_ddl(Node *stmt)
 			foreach(lc, ((DropStmt *) stmt)->objects)
 				if (strcmp(strVal(lfirst(lc)), "leader_election") != 0)
 					return false;
-			return true;
+			/* nor may it drop a table someone added to the extension */
+			return extension_owns_only_functions(get_extension_oid("leader_election", true));
 		default:
 			return false;
 	}
@@ -145,29 +190,143 @@ ends_transaction(Node *stmt)
 }
 
 bool
+is_extension_script_statement(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_CreateFunctionStmt:
+		case T_CommentStmt:
+		case T_GrantStmt:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Whether options (DefElems) name the option at all. */
+static bool
+has_option_named(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
+			return true;
+	return false;
+}
+
+/* The boolean option name of an EXPLAIN, false if absent. */
+static bool
+has_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *opt = lfirst(lc);
+
+		if (strcmp(opt->defname, name) == 0)
+			return defGetBoolean(opt);
+	}
+	return false;
+}
+
+const char *
+persisting_read_only_statement(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_ClusterStmt:
+			return "CLUSTER marks the index a table is clustered on";
+		case T_ReindexStmt:
+			/* a plain REINDEX changes files, not what clients see */
+			if (has_option_named(((ReindexStmt *) stmt)->params, "tablespace"))
+				return "REINDEX (TABLESPACE) moves indexes";
+			return NULL;
+		case T_AlterSystemStmt:
+			return "ALTER SYSTEM writes postgresql.auto.conf";
+		case T_ExplainStmt:
+			{
+				ExplainStmt *explain = (ExplainStmt *) stmt;
+				Query	   *query = castNode(Query, explain->query);
+				CreateTableAsStmt *ctas;
+
+				if (!has_option(explain->options, "analyze") ||
+					query->commandType != CMD_UTILITY ||
+					!IsA(query->utilityStmt, CreateTableAsStmt))
+					return NULL;
+				ctas = (CreateTableAsStmt *) query->utilityStmt;
+				if (names_temp_namespace(ctas->into->rel))
+					return NULL;
+				return "EXPLAIN ANALYZE would create and fill a relation";
+			}
+		default:
+			return NULL;
+	}
+}
+
+bool
 is_commit_prepared(Node *stmt)
 {
 	return IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED;
 }
 
-bool
-is_large_object_write(Oid fn_oid)
+/* The C functions behind built-ins whose writes read-only transactions allow. */
+static const char *const persisting_functions[] = {
+	/* large objects */
+	"be_lo_creat", "be_lo_create", "be_lo_import", "be_lo_import_with_oid",
+	"be_lo_from_bytea", "be_lo_put", "be_lowrite", "be_lo_truncate",
+	"be_lo_truncate64", "be_lo_unlink",
+	/* WAL messages that logical decoding hands to consumers */
+	"pg_logical_emit_message_text", "pg_logical_emit_message_bytea",
+	/* catalog rows */
+	"pg_import_system_collations",
+	/* replication origins and slots */
+	"pg_replication_origin_create", "pg_replication_origin_drop",
+	"pg_replication_origin_advance", "pg_replication_origin_session_setup",
+	"pg_replication_origin_xact_setup",
+	"pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+	"pg_drop_replication_slot", "pg_replication_slot_advance",
+	"pg_copy_logical_replication_slot_a", "pg_copy_logical_replication_slot_b",
+	"pg_copy_logical_replication_slot_c", "pg_copy_physical_replication_slot_a",
+	"pg_copy_physical_replication_slot_b",
+	"pg_logical_slot_get_changes", "pg_logical_slot_get_binary_changes",
+};
+
+static const char *const sequence_functions[] = {
+	"nextval_oid", "setval_oid", "setval3_oid",
+};
+
+static bool
+listed(const char *symbol, const char *const *list, int count)
 {
-	switch (fn_oid)
-	{
-		case F_LO_CREAT:
-		case F_LO_CREATE:
-		case F_LO_IMPORT_TEXT:
-		case F_LO_IMPORT_TEXT_OID:
-		case F_LO_FROM_BYTEA:
-		case F_LO_PUT:
-		case F_LOWRITE:
-		case F_LO_TRUNCATE:
-		case F_LO_TRUNCATE64:
-		case F_LO_UNLINK:
+	for (int i = 0; i < count; i++)
+		if (strcmp(symbol, list[i]) == 0)
 			return true;
-		default:
-			return false;
+	return false;
+}
+
+FunctionEffect
+function_effect(Oid fn_oid)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	FunctionEffect effect = FUNCTION_EFFECT_OTHER;
+
+	if (!HeapTupleIsValid(tuple))
+		return FUNCTION_EFFECT_OTHER;
+	if (((Form_pg_proc) GETSTRUCT(tuple))->prolang == INTERNALlanguageId)
+	{
+		bool		isnull;
+		Datum		prosrc = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosrc, &isnull);
+		char	   *symbol = isnull ? pstrdup("") : TextDatumGetCString(prosrc);
+
+		if (listed(symbol, persisting_functions, lengthof(persisting_functions)))
+			effect = FUNCTION_EFFECT_PERSISTS;
+		else if (listed(symbol, sequence_functions, lengthof(sequence_functions)))
+			effect = FUNCTION_EFFECT_SEQUENCE;
+		pfree(symbol);
 	}
+	ReleaseSysCache(tuple);
+	return effect;
 }

@@ -37,7 +37,8 @@ ok( $n2->poll_query_until(
 sub set_and_reload
 {
 	my ($node, $guc, $value) = @_;
-	$node->safe_psql('postgres',
+	# ALTER SYSTEM writes a file: on a follower only with the bypass
+	le_bypass_psql($node,
 		defined $value
 		? "ALTER SYSTEM SET leader_election.$guc = '$value'"
 		: "ALTER SYSTEM RESET leader_election.$guc");

@@ -114,6 +114,11 @@ sub write_then_resign
 	ok(le_wait_leader($next), $next->name . ' leads');
 	is($node->safe_psql('postgres', 'SELECT leader_is_primary()'),
 		'f', $node->name . ' no longer leads');
+	# the fence's DETAIL names the leader once the node follows it again
+	ok( $node->poll_query_until(
+			'postgres', 'SELECT role, leader_name FROM leader_status()',
+			'follower|' . $next->name),
+		$node->name . ' follows ' . $next->name . ' again');
 	my ($out, $ferr) = le_bg_query($bg, $finish);
 	$bg->quit;
 	return ($out, $ferr);
@@ -327,18 +332,20 @@ like(slurp_file($follower->logfile, $log_offset),
 	qr/LOG:  leader_election: fence bypassed by role "[^"]+" on a node that is not the leader/,
 	'... and the bypass is logged');
 
-$follower->safe_psql('postgres',
+($state, $err) = le_sqlstate($follower,
 	'ALTER SYSTEM SET leader_election.fence_writes = off');
+is($state, '25006', 'ALTER SYSTEM is refused on a follower') or diag $err;
+le_bypass_psql($follower, 'ALTER SYSTEM SET leader_election.fence_writes = off');
 $follower->reload;
 ok( $follower->poll_query_until(
 		'postgres', 'SHOW leader_election.fence_writes', 'off'),
-	'fence_writes is off after a reload (ALTER SYSTEM works on a follower)');
+	'fence_writes is off after a reload (ALTER SYSTEM with the bypass on a follower)');
 ($state, $err) = le_sqlstate($follower, "INSERT INTO t VALUES (31, 'fence off')");
 is($state, '00000', 'with fence_writes off a follower writes') or diag $err;
 is($follower->safe_psql('postgres', 'SELECT leader_is_primary()'),
 	'f', '... although it does not lead');
 $follower->safe_psql('postgres',
-	'ALTER SYSTEM RESET leader_election.fence_writes');
+	'ALTER SYSTEM RESET leader_election.fence_writes');  # the fence is off here
 $follower->reload;
 ok( $follower->poll_query_until(
 		'postgres', 'SHOW leader_election.fence_writes', 'on'),
