@@ -67,7 +67,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
 /*
- * The fence's state in this backend.  The first six fields describe the
+ * The fence's state in this backend.  The first seven fields describe the
  * current transaction: enter_statement() sets them, and the transaction
  * callback resets them when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
@@ -87,6 +87,8 @@ static struct
 	bool		user_read_only;
 	/* the term its statements ran in as leader, until it got an xid */
 	uint64		write_term;
+	/* SET TRANSACTION SNAPSHOT: its snapshot may be older than the term */
+	bool		imported_snapshot;
 
 	/* fenced statements now executing (their hooks' PG_TRY blocks) */
 	int			fenced_depth;
@@ -123,15 +125,16 @@ fence_applies(void)
  * while the current user is a superuser, whoever set it (a role or database
  * setting, GRANT SET, a function's SET clause).  It is logged where a
  * statement starts (log_bypass), once per statement.  *term is the term the
- * node leads in, 0 if it does not (or the fence is off).
+ * node leads in, 0 if it does not (or the fence is off); *since, if asked
+ * for, when that term began.
  */
 static bool
-fenced_now(bool log_bypass, uint64 *term)
+fenced_now(bool log_bypass, uint64 *term, TimestampTz *since)
 {
 	*term = 0;
 	if (!fence_applies())
 		return false;
-	*term = le_leader_term_now();
+	*term = le_leader_term_now(since);
 	if (*term != 0)
 		return false;
 	if (!le_fence_bypass || !superuser())
@@ -146,16 +149,23 @@ fenced_now(bool log_bypass, uint64 *term)
 
 /*
  * Whether this transaction must not write now: the node does not lead, or
- * it leads but the transaction took its snapshot while fenced (unless the
- * user made it read-only anyway: then PostgreSQL's own checks speak).
+ * it leads but the transaction is older than its leadership: it began before
+ * the current term did (its snapshot may have been taken before any hook of
+ * ours saw it), it imported a snapshot, or a statement of it ran fenced
+ * after its snapshot was taken.
  */
 static bool
 transaction_fenced(bool log_bypass, uint64 *term)
 {
-	if (fenced_now(log_bypass, term))
+	TimestampTz since = 0;
+
+	if (fenced_now(log_bypass, term, &since))
 		return true;
-	return *term != 0 && fence.forced_read_only && !fence.user_read_only &&
-		FirstSnapshotSet;
+	if (*term == 0)
+		return false;			/* bypass, or the fence is off */
+	return GetCurrentTransactionStartTimestamp() < since ||
+		fence.imported_snapshot ||
+		(fence.forced_read_only && FirstSnapshotSet);
 }
 
 /* Makes the transaction read-only, keeping the user's own setting aside. */
@@ -217,7 +227,7 @@ fence_error(const char *reason)
 	TimestampTz role_since;
 
 	le_shared_snapshot(&view, &valid_until, &role_since);
-	if (le_leader_term_now() != 0)
+	if (le_leader_term_now(NULL) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg(STALE_MESSAGE, view.node_name),
@@ -397,6 +407,8 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
+	if (imports_snapshot(stmt))
+		fence.imported_snapshot = true;
 	/* SET and SHOW write nothing: no bypass to log (RESET of it included) */
 	if (!enter_statement(!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt)))
 	{
@@ -504,7 +516,7 @@ check_commit(bool prepare)
 	/* At exit, a session drops its temporary objects: let it. */
 	if (proc_exit_inprogress || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		return;
-	fenced = fenced_now(false, &term);
+	fenced = fenced_now(false, &term, NULL);
 	if (!fenced && term == 0)
 		return;					/* the fence is off, or bypassed */
 
@@ -559,6 +571,7 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			fence.ran_bypassed = false;
 			fence.forced_read_only = false;
 			fence.write_term = 0;
+			fence.imported_snapshot = false;
 			break;
 		default:
 			break;

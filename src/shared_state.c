@@ -57,6 +57,7 @@ le_shmem_startup(void)
 		memset(le_shared, 0, sizeof(LeaderShared));
 		pg_atomic_init_u64(&le_shared->valid_until_us, 0);
 		pg_atomic_init_u64(&le_shared->term, 0);
+		pg_atomic_init_u64(&le_shared->term_since, 0);
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
@@ -137,9 +138,14 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 
 	/* a new term is written only while no validity claims the old one */
 	if (valid_until_us == 0 || pg_atomic_read_u64(&le_shared->term) != term)
+	{
 		le_shared_clear_leadership();
-	if (valid_until_us != 0)
-		pg_atomic_exchange_u64(&le_shared->term, term);
+		if (valid_until_us != 0)
+		{
+			pg_atomic_exchange_u64(&le_shared->term_since, (uint64) GetCurrentTimestamp());
+			pg_atomic_exchange_u64(&le_shared->term, term);
+		}
+	}
 
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	changed = le_shared->view.role != view->role;

@@ -13,10 +13,11 @@
  *   0 when it does not lead.  Backends compare it with the clock themselves,
  *   so a frozen worker cannot keep its node leading.
  * - The leadership term (term, the fencing token of this node's current
- *   leadership) changes only while valid_until_us is 0: a new term is
- *   written before the validity that claims it, so a backend that reads
- *   valid_until_us and then term (le_leader_term_now()) never pairs a
- *   validity with an older term.
+ *   leadership, and term_since, when it began) changes only while
+ *   valid_until_us is 0: term_since, then term, are written before the
+ *   validity that claims them, so a backend that reads valid_until_us, then
+ *   term, then term_since (le_leader_term_now()) never pairs a validity with
+ *   an older term, nor a term with an older start.
  * - Leadership is cleared first and claimed last.  A worker that stops
  *   leading zeroes valid_until_us before any other sign of it (a role change
  *   in the view, a key delete or a lease revoke sent to etcd); a worker that
@@ -77,6 +78,7 @@ typedef struct LeaderShared
 {
 	pg_atomic_uint64 valid_until_us;	/* le_clock_us() deadline; 0: not leader */
 	pg_atomic_uint64 term;		/* fencing token of the leadership it ends */
+	pg_atomic_uint64 term_since;	/* TimestampTz at which that term began */
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	ConditionVariable changed;
 
@@ -115,12 +117,14 @@ le_is_leader_now(void)
 /*
  * The term this node leads in now (the create revision of its key), or 0
  * if it does not lead: what a transaction records when it writes, and
- * compares at commit.
+ * compares at commit.  *since, if asked for, is when the term began (by
+ * the wall clock, as transaction start times are).
  */
 static inline uint64
-le_leader_term_now(void)
+le_leader_term_now(TimestampTz *since)
 {
 	uint64		until;
+	uint64		term;
 
 	if (le_shared == NULL)
 		return 0;
@@ -128,7 +132,13 @@ le_leader_term_now(void)
 	if (until == 0 || le_clock_us() >= until)
 		return 0;
 	pg_read_barrier();
-	return pg_atomic_read_u64(&le_shared->term);
+	term = pg_atomic_read_u64(&le_shared->term);
+	if (since != NULL)
+	{
+		pg_read_barrier();
+		*since = (TimestampTz) pg_atomic_read_u64(&le_shared->term_since);
+	}
+	return term;
 }
 
 /* ---- the worker's side: the only writers ---- */

@@ -83,6 +83,9 @@ is_temp_relation_ddl(Node *stmt)
 		case T_IndexStmt:
 			return is_temp_relation(((IndexStmt *) stmt)->relation);
 		case T_AlterTableStmt:
+			foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+				if (((AlterTableCmd *) lfirst(lc))->behavior == DROP_CASCADE)
+					return false;
 			return is_temp_relation(((AlterTableStmt *) stmt)->relation);
 		case T_AlterSeqStmt:
 			return is_temp_relation(((AlterSeqStmt *) stmt)->sequence);
@@ -96,6 +99,8 @@ is_temp_relation_ddl(Node *stmt)
 			{
 				DropStmt   *drop = (DropStmt *) stmt;
 
+				if (drop->behavior == DROP_CASCADE)
+					return false;
 				switch (drop->removeType)
 				{
 					case OBJECT_TABLE:
@@ -108,6 +113,8 @@ is_temp_relation_ddl(Node *stmt)
 				}
 			}
 		case T_TruncateStmt:
+			if (((TruncateStmt *) stmt)->behavior == DROP_CASCADE)
+				return false;
 			foreach(lc, ((TruncateStmt *) stmt)->relations)
 				if (!is_temp_relation(lfirst(lc)))
 					return false;
@@ -242,6 +249,9 @@ persisting_read_only_statement(Node *stmt)
 			/* a plain REINDEX changes files, not what clients see */
 			if (has_option_named(((ReindexStmt *) stmt)->params, "tablespace"))
 				return "REINDEX (TABLESPACE) moves indexes";
+			/* it commits new catalog entries before it builds anything */
+			if (has_option(((ReindexStmt *) stmt)->params, "concurrently"))
+				return "REINDEX CONCURRENTLY commits catalog changes in its own transactions";
 			return NULL;
 		case T_AlterSystemStmt:
 			return "ALTER SYSTEM writes postgresql.auto.conf";
@@ -263,6 +273,15 @@ persisting_read_only_statement(Node *stmt)
 		default:
 			return NULL;
 	}
+}
+
+bool
+imports_snapshot(Node *stmt)
+{
+	VariableSetStmt *set = (VariableSetStmt *) stmt;
+
+	return IsA(stmt, VariableSetStmt) && set->kind == VAR_SET_MULTI &&
+		strcmp(set->name, "TRANSACTION SNAPSHOT") == 0;
 }
 
 bool

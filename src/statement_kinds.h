@@ -9,7 +9,10 @@
 
 #include "nodes/nodes.h"
 
-/* DDL that creates, changes or drops temporary relations only. */
+/*
+ * DDL that creates, changes or drops temporary relations only (without
+ * CASCADE, which could reach permanent objects that depend on them).
+ */
 extern bool is_temp_relation_ddl(Node *stmt);
 
 /*
@@ -24,7 +27,8 @@ extern bool is_extension_script_statement(Node *stmt);
 /*
  * Statements PostgreSQL allows in a read-only transaction that still change
  * what clients can see or the server's configuration: CLUSTER (marks an
- * index), REINDEX (TABLESPACE), ALTER SYSTEM, and EXPLAIN ANALYZE of CREATE
+ * index), REINDEX (TABLESPACE) and REINDEX CONCURRENTLY (which commits new
+ * catalog entries first), ALTER SYSTEM, and EXPLAIN ANALYZE of CREATE
  * TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW of a permanent relation.
  * Maintenance that changes only files and statistics (VACUUM, VACUUM FULL,
  * ANALYZE, plain REINDEX) is not among them.  NULL if stmt is none of these,
@@ -34,6 +38,9 @@ extern const char *persisting_read_only_statement(Node *stmt);
 
 /* COMMIT, ROLLBACK (with or without AND CHAIN) or PREPARE TRANSACTION. */
 extern bool ends_transaction(Node *stmt);
+
+/* SET TRANSACTION SNAPSHOT: the transaction reads from another's snapshot. */
+extern bool imports_snapshot(Node *stmt);
 
 /* COMMIT PREPARED: allowed in read-only transactions, yet it commits writes. */
 extern bool is_commit_prepared(Node *stmt);
