@@ -68,8 +68,8 @@ static object_access_hook_type prev_object_access = NULL;
 
 /*
  * The fence's state in this backend.  The first seven fields describe the
- * current transaction: enter_statement() sets them, and the transaction
- * callback resets them when it ends.  The last three describe statements
+ * current transaction: enter_statement() sets them, and forget_transaction()
+ * resets them when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
  * procedure make inside one statement; each hook that raises one lowers it
  * again, on error too.
@@ -166,6 +166,18 @@ transaction_fenced(bool log_bypass, uint64 *term)
 	return GetCurrentTransactionStartTimestamp() < since ||
 		fence.imported_snapshot ||
 		(fence.forced_read_only && FirstSnapshotSet);
+}
+
+/* The transaction ended: its fields of the fence's state start afresh. */
+static void
+forget_transaction(void)
+{
+	fence.statements_fenced = 0;
+	fence.ran_as_leader = false;
+	fence.ran_bypassed = false;
+	fence.forced_read_only = false;
+	fence.write_term = 0;
+	fence.imported_snapshot = false;
 }
 
 /* Makes the transaction read-only, keeping the user's own setting aside. */
@@ -397,6 +409,18 @@ fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *stmt = pstmt->utilityStmt;
 	const char *refusal;
 
+	/*
+	 * In an aborted transaction block only its end (or ROLLBACK TO) runs,
+	 * and it writes nothing; its end fires no transaction callback, so it
+	 * must leave no state behind for the next transaction.
+	 */
+	if (IsAbortedTransactionBlockState())
+	{
+		call_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+		return;
+	}
+
 	/* The extension's own script, inside its CREATE/ALTER EXTENSION. */
 	if (fence.own_extension_depth > 0 && is_extension_script_statement(stmt))
 	{
@@ -566,12 +590,7 @@ fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-			fence.statements_fenced = 0;
-			fence.ran_as_leader = false;
-			fence.ran_bypassed = false;
-			fence.forced_read_only = false;
-			fence.write_term = 0;
-			fence.imported_snapshot = false;
+			forget_transaction();
 			break;
 		default:
 			break;

@@ -357,8 +357,8 @@ is( $follower->safe_psql('postgres',
 	'30,31', 'exactly the bypass and fence-off rows were written');
 
 #
-# COMMIT AND CHAIN on a follower: the chained transaction is the user's
-# (read-write), so it writes once the node leads.
+# COMMIT AND CHAIN on a follower: the chained transaction began before the
+# node led, so it stays read-only once the node leads; the next one writes.
 #
 my $b_chain = $follower->background_psql('postgres', on_error_stop => 0, timeout => 60);
 le_bg_query($b_chain, $_) foreach ('BEGIN', 'SELECT 1', 'COMMIT AND CHAIN');
@@ -370,12 +370,15 @@ for my $round (1 .. 3)
 	$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
 }
 ok(le_wait_leader($follower), $follower->name . ' leads after the others resigned');
-is((le_bg_query($b_chain, 'SHOW transaction_read_only'))[0], 'off',
-	'the transaction chained on the follower is read-write');
+is((le_bg_query($b_chain, 'SHOW transaction_read_only'))[0], 'on',
+	'the transaction chained on the follower stays read-only');
 ($out, $e) = le_bg_query($b_chain, "INSERT INTO t VALUES (40, 'chained') RETURNING id");
-is($out, '40', '... and writes now that its node leads') or diag $e;
-($out, $e) = le_bg_query($b_chain, 'COMMIT');
-is($e, '', '... and commits');
+like($e, qr/ERROR:  cannot write in this transaction on node "\w+": it began before the node became the leader/,
+	'... and cannot write although its node leads now');
+le_bg_query($b_chain, 'COMMIT');
+($out, $e) = le_bg_query($b_chain, "INSERT INTO t VALUES (40, 'next') RETURNING id");
+is($out, '40', 'the next transaction writes') or diag $e;
+is($e, '', '... without an error');
 $b_chain->quit;
 
 $_->stop foreach @nodes;

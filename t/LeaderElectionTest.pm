@@ -31,6 +31,8 @@ LeaderElectionTest - PostgreSQL nodes running leader_election, and checks
   # the write fence
   le_bypass_psql($n2, 'CREATE TABLE t (id int)');   # on a follower, too
   my ($state, $err) = le_sqlstate($n2, 'INSERT INTO t VALUES (1)');  # '25006'
+  ($state, $err) = le_sqlstate($n2, 'SELECT 1', user => 'app');     # as a role
+  le_refused($n2, 'INSERT INTO t VALUES (1)', 'INSERT');  # 2 tests: 25006, message
   my $leader = le_wait_one_leader(30, $n1, $n2);
   kill 'STOP', le_worker_pid($n1);
 
@@ -52,7 +54,7 @@ use Test::More;
 our @EXPORT = qw(
   le_node le_wait_leader le_lease_expiry le_status le_candidates le_leaders
   le_candidate_names le_wait_one_leader le_postmaster_pid le_worker_pid le_sqlstate
-  le_bypass_psql le_bg_query
+  le_bypass_psql le_bg_query le_refused
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -341,7 +343,7 @@ Runs $sql in database postgres with VERBOSITY verbose. Returns '00000' if it
 succeeded, else the SQLSTATE of the first error, and psql's stderr (message,
 DETAIL, HINT). With bypass => 1 the session sets
 leader_election.fence_bypass first; replication => 'database' connects to a
-walsender (which runs SQL in that mode).
+walsender (which runs SQL in that mode); user => $role logs in as $role.
 
 =cut
 
@@ -354,10 +356,35 @@ sub le_sqlstate
 	$script .= $sql;
 	my $rc = $node->psql('postgres', $script,
 		stdout => \$out, stderr => \$err, timeout => 60,
-		on_error_stop => 1, replication => $p{replication});
+		on_error_stop => 1, replication => $p{replication},
+		connstr => defined $p{user}
+		? $node->connstr('postgres') . " user=$p{user}"
+		: undef);
 	return ('00000', $err) if $rc == 0;
 	return ($1, $err) if $err =~ /ERROR:\s+([0-9A-Z]{5}):/;
 	return ("rc $rc", $err);
+}
+
+=pod
+
+=item le_refused($node, $sql, $what, %params) => ($sqlstate, $stderr)
+
+le_sqlstate($node, $sql, %params), asserting (two tests, named after $what)
+that it failed with SQLSTATE 25006 and the fence's message for $node:
+C<cannot write on node "E<lt>nameE<gt>": it is not the leader>.
+
+=cut
+
+sub le_refused
+{
+	my ($node, $sql, $what, %p) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($state, $err) = le_sqlstate($node, $sql, %p);
+	is($state, '25006', "$what: refused with SQLSTATE 25006") or diag $err;
+	my $name = $node->name;
+	like($err, qr/ERROR:  25006: cannot write on node "\Q$name\E": it is not the leader/,
+		"$what: ... with the fence's message");
+	return ($state, $err);
 }
 
 =pod
