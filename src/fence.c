@@ -1,40 +1,50 @@
 /*
  * fence.c
  *		Owns the write fence: on a node that is not the leader, nothing that
- *		changes data or schema runs, and nothing written while the node led
- *		commits once leadership has lapsed.
+ *		changes what clients see (data, schema, sequences, large objects,
+ *		slots, configuration) runs, and nothing written while the node led
+ *		commits once that leadership has lapsed.
  *
- * At the start of every statement (executor start and run, utility) a
- * fenced backend makes its transaction read-only, so that PostgreSQL's own
- * checks refuse every kind of write with SQLSTATE 25006 -- DML, row locks,
- * DDL, COPY FROM, sequences -- while temporary tables keep working; the
- * large-object writes PostgreSQL 15 does not check are refused when the
- * executor or the fast-path protocol is about to call them.  Those errors
- * are rewritten to say why: this node is not the leader, and who is.  Two
- * kinds of statement run unfenced on purpose: DDL of temporary relations,
- * and CREATE/ALTER/DROP EXTENSION leader_election (so that every node can be
- * set up while it follows).  What a statement is, statement_kinds.c decides.
+ * Statements.  At the start of every statement (executor start and run,
+ * utility) a fenced backend makes its transaction read-only, so that
+ * PostgreSQL's own checks refuse every kind of write with SQLSTATE 25006 --
+ * DML, row locks, DDL, COPY FROM, sequences -- while temporary tables keep
+ * working.  Those errors are rewritten to say why: this node is not the
+ * leader, and who is.  Statements PostgreSQL allows read-only yet that
+ * persist (ALTER SYSTEM, CLUSTER, ...) are refused outright.  Two kinds run
+ * unfenced on purpose: DDL of temporary relations (without CASCADE), and
+ * the script of CREATE/ALTER/DROP EXTENSION leader_election (so that every
+ * node can be set up while it follows).  What a statement or a function is,
+ * statement_kinds.c decides.
+ *
+ * Function calls.  Where the executor, the planner or the fast path
+ * announces a function call (OAT_FUNCTION_EXECUTE), a fenced transaction is
+ * made read-only too, so a transaction that no statement hook saw start (one
+ * a procedure begins after COMMIT, a chained one, a fast-path call) cannot
+ * change a permanent sequence either; built-ins whose writes read-only
+ * transactions let through are refused there.
  *
  * Leadership terms.  A term is one leadership of this node, named by its
  * fencing token.  A transaction records the term its statements run in
  * until it first writes (gets an xid); at PRE_COMMIT and PRE_PREPARE it
  * commits only if the node still leads in that term.  On a node that does
- * not lead, a transaction with an xid commits only if every statement in it
- * ran fenced (temporary tables); anything else (a statement that ran while
- * the node led, or a write the hooks never saw, such as a fast-path function
- * call) is refused.  PREPARE TRANSACTION is the vote, so it is checked like
+ * not lead, a transaction with an xid commits only if each statement in it
+ * ran fenced (temporary tables) or under a superuser's bypass; anything else
+ * (a statement that ran while the node led, or a write the hooks never saw)
+ * is refused.  PREPARE TRANSACTION is the vote, so it is checked like
  * COMMIT; COMMIT PREPARED then works on the leader, whatever its term (the
  * vote was checked), and is refused elsewhere; ROLLBACK PREPARED always works.
  *
- * A transaction that took its snapshot while fenced stays fenced for the
- * rest of its life, even once the node leads: PostgreSQL decided at that
- * snapshot that it was read-only (SERIALIZABLE skips conflict tracking for
- * it, REPEATABLE READ and cursors keep reading it), so letting it write
- * would break isolation.  Its writes fail with 25006; the application
- * retries in a new transaction.
+ * Transactions older than the leadership.  A transaction that began before
+ * the node's current term began (its snapshot may predate the leadership:
+ * PostgreSQL takes a REPEATABLE READ snapshot before any hook sees the
+ * statement), that imported a snapshot, or that ran a statement fenced after
+ * taking its snapshot, stays fenced even once the node leads: PostgreSQL
+ * decided at that snapshot that it was read-only (SERIALIZABLE skips
+ * conflict tracking for it), so letting it write would break isolation.
  *
  * Every check compares the leadership deadline with the clock; the leader
- * pays two atomic reads and one clock read per statement.
+ * pays two atomic reads and one clock read per statement and call site.
  */
 #include "postgres.h"
 
