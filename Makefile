@@ -13,7 +13,8 @@ OBJS = \
 	src/worker.o \
 	src/sql_api.o \
 	src/statement_kinds.o \
-	src/fence.o
+	src/fence.o \
+	src/session_mode.o
 
 EXTENSION = leader_election
 DATA = sql/leader_election--1.0.sql

@@ -7,6 +7,7 @@ packages=(
 	make gcc perl                       # build; prove runs the TAP tests
 	postgresql-15 postgresql-server-dev-15  # server, pg_ctl/initdb/pgbench, PGXS, PostgreSQL::Test::*
 	libcurl4-openssl-dev libcjson-dev   # the extension's HTTP and JSON libraries
+	libkrb5-dev                         # gssapi.h, which libpq/auth.h includes (session_mode.c)
 	etcd-server etcd-client             # etcd and etcdctl for tests, demo, bench
 	libipc-run-perl                     # needed by PostgreSQL::Test::Cluster
 	procps util-linux                   # pgrep; runuser to drop root

@@ -63,6 +63,7 @@
 
 #include "fence.h"
 #include "leader_election.h"
+#include "session_mode.h"
 #include "statement_kinds.h"
 
 #define FENCE_MESSAGE "cannot write on node \"%s\": it is not the leader"
@@ -77,7 +78,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
 /*
- * The fence's state in this backend.  The first seven fields describe the
+ * The fence's state in this backend.  The first eight fields describe the
  * current transaction: enter_statement() sets them, and forget_transaction()
  * resets them when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
@@ -86,6 +87,8 @@ static object_access_hook_type prev_object_access = NULL;
  */
 static struct
 {
+	/* a statement or function call of this transaction was seen */
+	bool		seen;
 	/* statements of this transaction that ran fenced */
 	int			statements_fenced;
 	/* a statement ran unfenced because the node led */
@@ -112,8 +115,8 @@ static struct
  * Client backends, walsenders (which run SQL in replication=database mode)
  * and other extensions' workers; not core's workers, not ours.
  */
-static bool
-fence_applies(void)
+bool
+le_fence_applies(void)
 {
 	if (!le_fence_writes || le_shared == NULL)
 		return false;
@@ -142,7 +145,7 @@ static bool
 fenced_now(bool log_bypass, uint64 *term, TimestampTz *since)
 {
 	*term = 0;
-	if (!fence_applies())
+	if (!le_fence_applies())
 		return false;
 	*term = le_leader_term_now(since);
 	if (*term != 0)
@@ -182,6 +185,7 @@ transaction_fenced(bool log_bypass, uint64 *term)
 static void
 forget_transaction(void)
 {
+	fence.seen = false;
 	fence.statements_fenced = 0;
 	fence.ran_as_leader = false;
 	fence.ran_bypassed = false;
@@ -203,6 +207,23 @@ force_read_only(void)
 }
 
 /*
+ * The first statement or call of a transaction: it started with its
+ * session's default, which session_mode.c may have overridden to report
+ * the node's state; what the fence keeps as the user's choice is the
+ * session's own default.
+ */
+static void
+see_transaction(void)
+{
+	if (fence.seen)
+		return;
+	fence.seen = true;
+	/* only sessions of clients carry the override */
+	if (MyBackendType == B_BACKEND || MyBackendType == B_WAL_SENDER)
+		XactReadOnly = le_session_default_read_only();
+}
+
+/*
  * Called at every statement start: fences the transaction (read-only) or,
  * when it may write, gives the user back their own setting and records the
  * term it writes in.
@@ -211,8 +232,11 @@ static bool
 enter_statement(bool log_bypass)
 {
 	uint64		term;
-	bool		fenced = transaction_fenced(log_bypass, &term);
+	bool		fenced;
 
+	see_transaction();
+	fenced = transaction_fenced(log_bypass, &term);
+	le_session_follow_node(le_fence_applies() && term == 0);
 	if (fenced)
 	{
 		force_read_only();
@@ -515,8 +539,10 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
-	if (access != OAT_FUNCTION_EXECUTE || fence.explain_only ||
-		!transaction_fenced(false, &term))
+	if (access != OAT_FUNCTION_EXECUTE || fence.explain_only)
+		return;
+	see_transaction();
+	if (!transaction_fenced(false, &term))
 		return;
 
 	switch (function_effect(objectId))

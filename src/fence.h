@@ -8,6 +8,12 @@
 extern bool le_fence_writes;
 extern bool le_fence_bypass;
 
+/*
+ * Whether this process is one the fence acts on (fence_writes on, a client
+ * backend, walsender or another extension's worker, not in recovery).
+ */
+extern bool le_fence_applies(void);
+
 /* From _PG_init, while shared_preload_libraries is processed. */
 extern void le_fence_install(void);
 

@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "fence.h"
+#include "session_mode.h"
 #include "leader_election.h"
 
 PG_MODULE_MAGIC;
@@ -285,6 +286,7 @@ _PG_init(void)
 
 	le_shmem_install_hooks();
 	le_fence_install();
+	le_session_mode_install();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;

@@ -1,0 +1,25 @@
+/*
+ * session_mode.h
+ *		What a session reports to its client as default_transaction_read_only,
+ *		so that libpq's target_session_attrs=read-write finds the leader.
+ */
+#ifndef LEADER_ELECTION_SESSION_MODE_H
+#define LEADER_ELECTION_SESSION_MODE_H
+
+/* From _PG_init, while shared_preload_libraries is processed. */
+extern void le_session_mode_install(void);
+
+/*
+ * At every statement start: the session reports "on" while its node is
+ * fenced, and its configured value otherwise; a change is reported to the
+ * client before the next ReadyForQuery.
+ */
+extern void le_session_follow_node(bool node_fenced);
+
+/*
+ * The read-only default this session's transactions would start with if the
+ * fence did not override it: what a transaction starts as, for the fence.
+ */
+extern bool le_session_default_read_only(void);
+
+#endif
