@@ -50,47 +50,9 @@ my @nodes = ($n1, $n2);
 le_bypass_psql($_, 'CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)')
   foreach @nodes;
 
-# Makes $want the leader: the current leader resigns until $want leads.
-sub make_leader
-{
-	my ($want) = @_;
-	for my $round (1 .. 4)
-	{
-		my $current = le_wait_one_leader(30, @nodes);
-		return 0 unless defined $current;
-		last if $current == $want;
-		$current->safe_psql('postgres', 'SELECT leader_resign()');
-		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
-	}
-	return 0 unless le_wait_leader($want);
-	foreach my $other (grep { $_ != $want } @nodes)
-	{
-		return 0
-		  unless $other->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f';
-	}
-	return 1;
-}
-
-# make_leader as a test
-sub lead
-{
-	my ($want) = @_;
-	ok(make_leader($want), $want->name . ' leads');
-	return;
-}
-
 sub token
 {
 	return le_status($_[0])->{fencing_token};
-}
-
-sub session
-{
-	my ($node) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0,
-		timeout => 60);
-	le_bg_query($bg, '\set VERBOSITY verbose');
-	return $bg;
 }
 
 sub count_ids
@@ -124,8 +86,8 @@ my ($out, $err, $state, $bg);
 #
 # 1. A transaction commits only in the term in which it wrote
 #
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (1);');
 is($err, '', 'sanity: INSERT in an open transaction on the leader');
 (undef, $err) = le_bg_query($bg, 'COMMIT');
@@ -136,8 +98,8 @@ is(count_ids($n1, '1'), '1', 'sanity: the row committed');
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (2);');
 is($err, '', 'term T1: INSERT in an open transaction on node1');
 my $t1 = token($n1);
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 my $t3 = token($n1);
 cmp_ok($t3, '>', $t1, "node1 leads again in a new term (fencing token $t3 > $t1)");
 (undef, $err) = le_bg_query($bg, 'COMMIT');
@@ -150,8 +112,8 @@ is(count_ids($n1, '2'), '0', '... and the row written in term T1 is absent');
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (3);');
 is($err, '', 'INSERT in an open transaction on node1');
 $t1 = token($n1);
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 cmp_ok(token($n1), '>', $t1, 'node1 leads again in a new term');
 (undef, $err) = le_bg_query($bg, "PREPARE TRANSACTION 'p';");
 like($err, $fence_err,
@@ -166,8 +128,8 @@ is(count_ids($n1, '3'), '0', 'the row is absent after cleaning up');
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (4);');
 is($err, '', 'INSERT in an open transaction on node1');
 $t1 = token($n1);
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 cmp_ok(token($n1), '>', $t1, 'node1 leads again in a new term');
 my (undef, $ins_err) = le_bg_query($bg, 'INSERT INTO t VALUES (5);');
 (undef, $err) = le_bg_query($bg, 'COMMIT');
@@ -191,7 +153,7 @@ is($state, '00000', 'node1 prepares p1 while leading') or diag $err;
 ($state, $err) = le_sqlstate($n1,
 	"BEGIN; INSERT INTO t VALUES (22); PREPARE TRANSACTION 'p2';");
 is($state, '00000', 'node1 prepares p2 while leading') or diag $err;
-lead($n2);
+le_lead($n2, @nodes);
 ($state, $err) = le_sqlstate($n1, "COMMIT PREPARED 'p1'");
 is($state, '25006', 'COMMIT PREPARED on a node that does not lead: 25006')
   or diag $err;
@@ -200,7 +162,7 @@ is(prepared($n1), 'p1,p2', '... p1 is still prepared');
 is($state, '00000', 'ROLLBACK PREPARED works on a node that does not lead')
   or diag $err;
 is(prepared($n1), 'p1', '... p2 is gone');
-lead($n1);
+le_lead($n1, @nodes);
 ($state, $err) = le_sqlstate($n1, "COMMIT PREPARED 'p1'");
 is($state, '00000', 'COMMIT PREPARED succeeds once the node leads (a later term)')
   or diag $err;
@@ -215,12 +177,12 @@ rollback_all_prepared($n1);
 my $id = 100;
 foreach my $level ('SERIALIZABLE', 'REPEATABLE READ', 'READ COMMITTED')
 {
-	lead($n1);
-	$bg = session($n2);
+	le_lead($n1, @nodes);
+	$bg = le_session($n2);
 	(undef, $err) = le_bg_query($bg,
 		"BEGIN ISOLATION LEVEL $level; SELECT count(*) FROM t;");
 	is($err, '', "$level: a transaction reads on follower node2");
-	lead($n2);
+	le_lead($n2, @nodes);
 	(undef, $err) = le_bg_query($bg, "INSERT INTO t VALUES ($id)");
 	like($err, $fence_err,
 		"$level: its INSERT once node2 leads fails with 25006");
@@ -236,12 +198,12 @@ foreach my $level ('SERIALIZABLE', 'REPEATABLE READ', 'READ COMMITTED')
 
 # a cursor opened on the follower
 le_bypass_psql($n2, 'INSERT INTO t VALUES (200, 0)');
-lead($n1);
-$bg = session($n2);
+le_lead($n1, @nodes);
+$bg = le_session($n2);
 (undef, $err) = le_bg_query($bg,
 	'BEGIN; DECLARE c CURSOR FOR SELECT * FROM t;');
 is($err, '', 'cursor: declared in a transaction on follower node2');
-lead($n2);
+le_lead($n2, @nodes);
 (undef, $err) = le_bg_query($bg, 'UPDATE t SET v = v + 1 WHERE id = 200');
 like($err, $fence_err, 'cursor: UPDATE once node2 leads fails with 25006');
 le_bg_query($bg, 'COMMIT');
@@ -250,11 +212,11 @@ is($n2->safe_psql('postgres', 'SELECT v FROM t WHERE id = 200'),
 $bg->quit;
 
 # SET TRANSACTION READ WRITE does not make it writable
-lead($n1);
-$bg = session($n2);
+le_lead($n1, @nodes);
+$bg = le_session($n2);
 (undef, $err) = le_bg_query($bg, 'BEGIN; SELECT 1;');
 is($err, '', 'SET TRANSACTION: a transaction reads on follower node2');
-lead($n2);
+le_lead($n2, @nodes);
 my ($set_out, $set_err) = le_bg_query($bg, 'SET TRANSACTION READ WRITE');
 (undef, $err) = le_bg_query($bg, 'INSERT INTO t VALUES (300)');
 note "SET TRANSACTION READ WRITE: " . ($set_err eq '' ? 'succeeded' : $set_err);
@@ -268,8 +230,8 @@ $bg->quit;
 # The write-skew demo: "insert a row only if the sum is 0" in two
 # SERIALIZABLE transactions that read on the follower.
 le_bypass_psql($n2, 'CREATE TABLE duty (id int PRIMARY KEY, v int NOT NULL)');
-lead($n1);
-my @s = (session($n2), session($n2));
+le_lead($n1, @nodes);
+my @s = (le_session($n2), le_session($n2));
 foreach my $i (0, 1)
 {
 	($out, $err) = le_bg_query($s[$i],
@@ -277,7 +239,7 @@ foreach my $i (0, 1)
 	is($out, '0', "write skew: session $i reads sum 0 on follower node2")
 	  or diag $err;
 }
-lead($n2);
+le_lead($n2, @nodes);
 my @ins_err;
 foreach my $i (0, 1)
 {

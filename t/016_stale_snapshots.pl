@@ -52,42 +52,6 @@ le_bypass_psql($_,
 ) foreach @nodes;
 le_bypass_psql($n1, 'INSERT INTO t VALUES (0)');
 
-sub make_leader
-{
-	my ($want) = @_;
-	for my $round (1 .. 4)
-	{
-		my $current = le_wait_one_leader(30, @nodes);
-		return 0 unless defined $current;
-		last if $current == $want;
-		$current->safe_psql('postgres', 'SELECT leader_resign()');
-		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
-	}
-	return 0 unless le_wait_leader($want);
-	foreach my $other (grep { $_ != $want } @nodes)
-	{
-		return 0
-		  unless $other->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f';
-	}
-	return 1;
-}
-
-sub lead
-{
-	my ($want) = @_;
-	ok(make_leader($want), $want->name . ' leads');
-	return;
-}
-
-sub session
-{
-	my ($node) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0,
-		timeout => 60);
-	le_bg_query($bg, '\set VERBOSITY verbose');
-	return $bg;
-}
-
 sub count_t
 {
 	my ($id) = @_;
@@ -99,15 +63,15 @@ my ($out, $err);
 #
 # A) RELEASE SAVEPOINT undoes the user's READ ONLY
 #
-lead($n1);
-my $bg = session($n1);
+le_lead($n1, @nodes);
+my $bg = le_session($n1);
 (undef, $err) = le_bg_query($bg,
 	'BEGIN ISOLATION LEVEL REPEATABLE READ; SAVEPOINT s; SET TRANSACTION READ ONLY;');
 is($err, '', 'A: on leader node1: BEGIN; SAVEPOINT s; SET TRANSACTION READ ONLY');
-lead($n2);
+le_lead($n2, @nodes);
 ($out, $err) = le_bg_query($bg, 'SELECT count(*) FROM t');
 is($err, '', 'A: the transaction takes its snapshot while node1 follows');
-lead($n1);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'RELEASE SAVEPOINT s');
 note "A: RELEASE SAVEPOINT once node1 leads: " . ($err eq '' ? 'succeeded' : $err);
 ($out, $err) = le_bg_query($bg, 'SHOW transaction_read_only');
@@ -124,15 +88,15 @@ $bg->quit;
 #
 # B) a statement that fails in parse analysis takes the snapshot
 #
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg,
 	'BEGIN ISOLATION LEVEL REPEATABLE READ; SAVEPOINT s;');
 is($err, '', 'B: on leader node1: BEGIN ISOLATION LEVEL REPEATABLE READ; SAVEPOINT s');
-lead($n2);
+le_lead($n2, @nodes);
 (undef, $err) = le_bg_query($bg, 'SELECT * FROM no_such_table');
 like($err, qr/42P01/, 'B: a failing SELECT while node1 follows (takes the snapshot)');
-lead($n1);
+le_lead($n1, @nodes);
 le_bypass_psql($n1, 'INSERT INTO u VALUES (1)');    # committed after the snapshot
 (undef, $err) = le_bg_query($bg, 'ROLLBACK TO SAVEPOINT s');
 is($err, '', 'B: ROLLBACK TO SAVEPOINT once node1 leads');
@@ -152,12 +116,12 @@ le_bypass_psql($n1, 'TRUNCATE u, log');
 #
 # C) autocommit: snapshot in parse analysis, lock wait, executor after leading
 #
-lead($n2);
-my $locker = session($n1);
+le_lead($n2, @nodes);
+my $locker = le_session($n1);
 (undef, $err) = le_bg_query($locker,
 	'BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;');
 is($err, '', 'C: a session on follower node1 locks t');
-$bg = session($n1);
+$bg = le_session($n1);
 le_bg_query($bg, "SET default_transaction_isolation = 'repeatable read'");
 my ($pid) = le_bg_query($bg, 'SELECT pg_backend_pid()');
 $bg->query_until(qr/sent/,
@@ -165,7 +129,7 @@ $bg->query_until(qr/sent/,
 ok( $n1->poll_query_until('postgres',
 		"SELECT count(*) > 0 FROM pg_locks WHERE pid = $pid AND NOT granted"),
 	'C: an autocommit INSERT on follower node1 waits for the lock (snapshot taken)');
-lead($n1);
+le_lead($n1, @nodes);
 le_bypass_psql($n1, 'INSERT INTO u VALUES (1)');    # committed after the snapshot
 (undef, $err) = le_bg_query($locker, 'COMMIT');
 is($err, '', 'C: the lock is released once node1 leads');
@@ -184,15 +148,15 @@ le_bypass_psql($n1, 'TRUNCATE u, log');
 #
 # D) SET TRANSACTION SNAPSHOT imports a snapshot exported while fenced
 #
-lead($n2);
-my $exporter = session($n1);
+le_lead($n2, @nodes);
+my $exporter = le_session($n1);
 ($out, $err) = le_bg_query($exporter,
 	'BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();');
 my $snap = $out;
 is($err, '', "D: follower node1 exports snapshot $snap");
-lead($n1);
+le_lead($n1, @nodes);
 le_bypass_psql($n1, 'INSERT INTO u VALUES (1)');    # committed after the snapshot
-$bg = session($n1);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg,
 	"BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '$snap';");
 is($err, '', 'D: a transaction on leader node1 imports it');
@@ -214,10 +178,10 @@ $exporter->quit;
 #    the node leads: the snapshot is taken while leading, yet the
 #    transaction stays read-only.  Observed, not asserted.
 #
-lead($n2);
-$bg = session($n1);
+le_lead($n2, @nodes);
+$bg = le_session($n1);
 le_bg_query($bg, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
-lead($n1);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'SELECT count(*) FROM t; INSERT INTO t VALUES (105)');
 note "E: BEGIN while fenced, SELECT + INSERT after node1 leads: "
   . ($err eq '' ? 'succeeded' : $err);

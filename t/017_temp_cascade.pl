@@ -49,42 +49,6 @@ my @nodes = ($n1, $n2);
 
 le_bypass_psql($n2, 'CREATE SEQUENCE s; SELECT setval(\'s\', 100)');
 
-sub make_leader
-{
-	my ($want) = @_;
-	for my $round (1 .. 4)
-	{
-		my $current = le_wait_one_leader(30, @nodes);
-		return 0 unless defined $current;
-		last if $current == $want;
-		$current->safe_psql('postgres', 'SELECT leader_resign()');
-		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
-	}
-	return 0 unless le_wait_leader($want);
-	foreach my $other (grep { $_ != $want } @nodes)
-	{
-		return 0
-		  unless $other->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f';
-	}
-	return 1;
-}
-
-sub lead
-{
-	my ($want) = @_;
-	ok(make_leader($want), $want->name . ' leads');
-	return;
-}
-
-sub session
-{
-	my ($node) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0,
-		timeout => 60);
-	le_bg_query($bg, '\set VERBOSITY verbose');
-	return $bg;
-}
-
 sub seq_value
 {
 	return $n2->safe_psql('postgres', 'SELECT last_value FROM s');
@@ -92,7 +56,7 @@ sub seq_value
 
 my ($state, $out, $err);
 
-lead($n1);
+le_lead($n1, @nodes);
 ($state, $err) = le_sqlstate($n2, "SELECT nextval('s')");
 is($state, '25006', 'sanity: nextval(s) on follower node2 is refused');
 is(seq_value(), '100', 'sanity: s is at 100');
@@ -107,7 +71,7 @@ note "A: ALTER TABLE tt ADD COLUMN ... DEFAULT nextval('s') on follower: $state 
 is($state, '25006', 'A: nextval through temp-table DDL on a follower is refused');
 is(seq_value(), '100', 'A: s has not moved on the follower');
 
-my $bg = session($n2);
+my $bg = le_session($n2);
 (undef, $err) = le_bg_query($bg,
 	"BEGIN; CREATE TEMP TABLE tt (x int); INSERT INTO tt VALUES (1);\n"
 	  . "ALTER TABLE tt ADD COLUMN y bigint DEFAULT setval('s', 1000000);");
@@ -123,11 +87,11 @@ note 's is now ' . seq_value();
 # B) a transaction whose snapshot was taken while node2 followed
 #
 my $before = seq_value();
-$bg = session($n2);
+$bg = le_session($n2);
 (undef, $err) = le_bg_query($bg,
 	"BEGIN ISOLATION LEVEL REPEATABLE READ; CREATE TEMP TABLE tb (x int); INSERT INTO tb SELECT generate_series(1, 5);");
 is($err, '', 'B: a transaction on follower node2 writes a temp table');
-lead($n2);
+le_lead($n2, @nodes);
 (undef, $err) = le_bg_query($bg,
 	"ALTER TABLE tb ADD COLUMN y bigint DEFAULT nextval('s')");
 note "B: nextval through temp-table DDL once node2 leads: "
@@ -141,7 +105,7 @@ $bg->quit;
 #
 # C) DROP TABLE <temp> CASCADE drops a permanent function
 #
-$bg = session($n2);
+$bg = le_session($n2);
 (undef, $err) = le_bg_query($bg,
 	"CREATE TEMP TABLE tf (x int);\n"
 	  . "CREATE FUNCTION public.f_tf(tf) RETURNS int LANGUAGE sql AS 'SELECT 1';");
@@ -149,7 +113,7 @@ note "C: on leader node2: temp table tf and permanent function public.f_tf(tf): 
   . ($err eq '' ? 'created' : $err);
 my $fn = "SELECT count(*) FROM pg_proc WHERE proname = 'f_tf' AND pronamespace = 'public'::regnamespace";
 is($n2->safe_psql('postgres', $fn), '1', 'C: public.f_tf exists (seen from another session)');
-lead($n1);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'DROP TABLE tf CASCADE');
 note "C: DROP TABLE tf CASCADE on follower node2: " . ($err eq '' ? 'succeeded' : $err);
 is($n2->safe_psql('postgres', $fn), '1',

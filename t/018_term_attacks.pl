@@ -47,42 +47,6 @@ CREATE FUNCTION ins(i int) RETURNS int LANGUAGE plpgsql AS
   $$BEGIN INSERT INTO t VALUES (i); RETURN i; END$$;
 SQL
 
-sub make_leader
-{
-	my ($want) = @_;
-	for my $round (1 .. 4)
-	{
-		my $current = le_wait_one_leader(30, @nodes);
-		return 0 unless defined $current;
-		last if $current == $want;
-		$current->safe_psql('postgres', 'SELECT leader_resign()');
-		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
-	}
-	return 0 unless le_wait_leader($want);
-	foreach my $other (grep { $_ != $want } @nodes)
-	{
-		return 0
-		  unless $other->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f';
-	}
-	return 1;
-}
-
-sub lead
-{
-	my ($want) = @_;
-	ok(make_leader($want), $want->name . ' leads');
-	return;
-}
-
-sub session
-{
-	my ($node) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0,
-		timeout => 60);
-	le_bg_query($bg, '\set VERBOSITY verbose');
-	return $bg;
-}
-
 sub count_ids
 {
 	my ($ids) = @_;
@@ -94,24 +58,24 @@ sub show { return $_[0] eq '' ? 'succeeded' : $_[0]; }
 my ($out, $err, $bg);
 
 # 1) first write in a function called from SELECT
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg, 'BEGIN; SELECT ins(1);');
 is($err, '', '1: T1: SELECT ins(1) writes');
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'COMMIT');
 like($err, $fence_err, '1: COMMIT in T3 fails with 25006');
 is(count_ids('1'), '0', '1: the row is absent');
 $bg->quit;
 
 # 2) WITH HOLD cursor: its writing query runs at COMMIT
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg,
 	'BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT ins(i) FROM generate_series(20, 22) i;');
 is($err, '', '2: T1: WITH HOLD cursor over ins() declared');
-lead($n2);
+le_lead($n2, @nodes);
 (undef, $err) = le_bg_query($bg, 'COMMIT');
 note '2: COMMIT on follower node1: ' . show($err);
 like($err, $fence_err, '2: COMMIT (materialising the cursor) on the follower fails with 25006');
@@ -119,12 +83,12 @@ is(count_ids('20,21,22'), '0', '2: no row of the cursor committed');
 $bg->quit;
 
 # 3) COMMIT AND CHAIN after the term changed
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (30);');
 is($err, '', '3: T1: INSERT');
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'COMMIT AND CHAIN');
 like($err, $fence_err, '3: COMMIT AND CHAIN in T3 fails with 25006');
 (undef, $err) = le_bg_query($bg, 'INSERT INTO t VALUES (31)');
@@ -134,13 +98,13 @@ is(count_ids('30'), '0', '3: the T1 row is absent');
 $bg->quit;
 
 # 4) savepoint rolled back in T1, write in T3 (observed)
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg,
 	'BEGIN; SAVEPOINT s; INSERT INTO t VALUES (40); ROLLBACK TO SAVEPOINT s;');
 is($err, '', '4: T1: INSERT rolled back to a savepoint');
-lead($n2);
-lead($n1);
+le_lead($n2, @nodes);
+le_lead($n1, @nodes);
 (undef, $err) = le_bg_query($bg, 'INSERT INTO t VALUES (41)');
 note '4: INSERT in T3: ' . show($err);
 (undef, $err) = le_bg_query($bg, 'COMMIT');
@@ -149,11 +113,11 @@ is(count_ids('40'), '0', '4: the rolled-back T1 row is absent');
 $bg->quit;
 
 # 5) bypass switched on only for the COMMIT, after leadership moved
-lead($n1);
-$bg = session($n1);
+le_lead($n1, @nodes);
+$bg = le_session($n1);
 (undef, $err) = le_bg_query($bg, 'BEGIN; INSERT INTO t VALUES (50);');
 is($err, '', '5: T1: INSERT on leader node1');
-lead($n2);
+le_lead($n2, @nodes);
 my $log_offset = -s $n1->logfile;
 (undef, $err) = le_bg_query($bg, 'SET leader_election.fence_bypass = on');
 is($err, '', '5: SET fence_bypass = on on follower node1');

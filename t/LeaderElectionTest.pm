@@ -54,7 +54,7 @@ use Test::More;
 our @EXPORT = qw(
   le_node le_wait_leader le_lease_expiry le_status le_candidates le_leaders
   le_candidate_names le_wait_one_leader le_postmaster_pid le_worker_pid le_sqlstate
-  le_bypass_psql le_bg_query le_refused
+  le_bypass_psql le_bg_query le_make_leader le_lead le_session le_refused
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -425,6 +425,68 @@ sub le_bg_query
 	my $err = $bg->{stderr};
 	$bg->{stderr} = '';
 	return ($out, $err);
+}
+
+=pod
+
+=item le_make_leader($want, @nodes) => bool
+
+Makes $want the leader: the current leader among @nodes resigns (at most
+four rounds) until $want leads and no other node does.
+
+=cut
+
+sub le_make_leader
+{
+	my ($want, @nodes) = @_;
+	for my $round (1 .. 4)
+	{
+		my $current = le_wait_one_leader(30, @nodes);
+		return 0 unless defined $current;
+		last if $current == $want;
+		$current->safe_psql('postgres', 'SELECT leader_resign()');
+		$current->poll_query_until('postgres', 'SELECT leader_is_primary()', 'f');
+	}
+	return 0 unless le_wait_leader($want);
+	foreach my $other (grep { $_ != $want } @nodes)
+	{
+		return 0
+		  unless $other->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f';
+	}
+	return 1;
+}
+
+=pod
+
+=item le_lead($want, @nodes)
+
+le_make_leader as a test: ok() named "<node> leads".
+
+=cut
+
+sub le_lead
+{
+	my ($want, @nodes) = @_;
+	ok(le_make_leader($want, @nodes), $want->name . ' leads');
+	return;
+}
+
+=pod
+
+=item le_session($node) => BackgroundPsql
+
+A BackgroundPsql session (on_error_stop => 0) with VERBOSITY verbose, for
+le_bg_query.
+
+=cut
+
+sub le_session
+{
+	my ($node) = @_;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0,
+		timeout => 60);
+	le_bg_query($bg, '\set VERBOSITY verbose');
+	return $bg;
 }
 
 =pod
