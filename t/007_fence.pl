@@ -49,13 +49,7 @@ my %conf = (
 	extra_conf => "max_prepared_transactions = 2\n"
 	  # walsenders, which PostgreSQL::Test::Cluster disables by default
 	  . "wal_level = replica\nmax_wal_senders = 2");
-my $n1 = le_node('node1', $etcd, %conf);
-ok(le_wait_leader($n1), 'node1 leads');
-my $n2 = le_node('node2', $etcd, %conf);
-ok( $n2->poll_query_until(
-		'postgres', 'SELECT role, queue_position FROM leader_status()',
-		'follower|1'),
-	'node2 follows at position 1');
+my ($n1, $n2) = le_leader_and_follower($etcd, %conf);
 my $n3 = le_node('node3', $etcd, %conf);
 ok( $n3->poll_query_until(
 		'postgres', 'SELECT role, queue_position FROM leader_status()',

@@ -45,13 +45,7 @@ my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
 my %conf = (prefix => $prefix, extra_conf => "wal_level = logical");
-my $n1 = le_node('node1', $etcd, %conf);
-ok(le_wait_leader($n1), 'node1 leads');
-my $n2 = le_node('node2', $etcd, %conf);
-ok( $n2->poll_query_until(
-		'postgres', 'SELECT role, queue_position FROM leader_status()',
-		'follower|1'),
-	'node2 follows at position 1');
+my ($n1, $n2) = le_leader_and_follower($etcd, %conf);
 
 le_bypass_psql(
 	$n2, q{

@@ -39,13 +39,7 @@ my $prefix = '/leader_election/t015';
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
-my $n1 = le_node('node1', $etcd, prefix => $prefix);
-ok(le_wait_leader($n1), 'node1 leads');
-my $n2 = le_node('node2', $etcd, prefix => $prefix);
-ok( $n2->poll_query_until(
-		'postgres', 'SELECT role, queue_position FROM leader_status()',
-		'follower|1'),
-	'node2 follows at position 1');
+my ($n1, $n2) = le_leader_and_follower($etcd, prefix => $prefix);
 
 le_bypass_psql(
 	$n2, q{

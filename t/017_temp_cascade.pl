@@ -33,18 +33,14 @@ use lib $FindBin::RealBin;
 use EtcdServer;
 use LeaderElectionTest;
 
-my $prefix = '/leader_election/t902';
+my $prefix = '/leader_election/t017';
 my $fence_err = qr/ERROR:  25006: /;
 
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
 my %conf = (prefix => $prefix);
-my $n1 = le_node('node1', $etcd, %conf);
-ok(le_wait_leader($n1), 'node1 leads');
-my $n2 = le_node('node2', $etcd, %conf);
-ok( $n2->poll_query_until('postgres', 'SELECT role FROM leader_status()', 'follower'),
-	'node2 follows');
+my ($n1, $n2) = le_leader_and_follower($etcd, %conf);
 my @nodes = ($n1, $n2);
 
 le_bypass_psql($n2, 'CREATE SEQUENCE s; SELECT setval(\'s\', 100)');

@@ -54,7 +54,8 @@ use Test::More;
 our @EXPORT = qw(
   le_node le_wait_leader le_lease_expiry le_status le_candidates le_leaders
   le_candidate_names le_wait_one_leader le_postmaster_pid le_worker_pid le_sqlstate
-  le_bypass_psql le_bg_query le_make_leader le_lead le_session le_refused
+  le_bypass_psql le_bg_query le_make_leader le_lead le_session
+  le_leader_and_follower le_refused
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -487,6 +488,28 @@ sub le_session
 		timeout => 60);
 	le_bg_query($bg, '\set VERBOSITY verbose');
 	return $bg;
+}
+
+=pod
+
+=item le_leader_and_follower($etcd, %params) => ($node1, $node2)
+
+Starts node1 and waits until it leads, then node2 and waits until it
+follows at position 1 (two assertions); %params go to le_node.
+
+=cut
+
+sub le_leader_and_follower
+{
+	my ($etcd, %p) = @_;
+	my $n1 = le_node('node1', $etcd, %p);
+	ok(le_wait_leader($n1), 'node1 leads');
+	my $n2 = le_node('node2', $etcd, %p);
+	ok( $n2->poll_query_until(
+			'postgres', 'SELECT role, queue_position FROM leader_status()',
+			'follower|1'),
+		'node2 follows at position 1');
+	return ($n1, $n2);
 }
 
 =pod
