@@ -9,6 +9,7 @@ packages=(
 	libcurl4-openssl-dev libcjson-dev   # the extension's HTTP and JSON libraries
 	etcd-server etcd-client             # etcd and etcdctl for tests, demo, bench
 	libipc-run-perl                     # needed by PostgreSQL::Test::Cluster
+	libdbd-pg-perl                      # DBD::Pg: a second libpq client in t/019_routing.pl
 	procps util-linux                   # pgrep; runuser to drop root
 	strace                              # bench/handover.sh syscall count
 )
