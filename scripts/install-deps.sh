@@ -10,6 +10,7 @@ packages=(
 	libkrb5-dev                         # gssapi.h, which libpq/auth.h includes (session_mode.c)
 	etcd-server etcd-client             # etcd and etcdctl for tests, demo, bench
 	libipc-run-perl                     # needed by PostgreSQL::Test::Cluster
+	libdbd-pg-perl                      # DBD::Pg: a second libpq client in t/019_routing.pl
 	procps util-linux                   # pgrep; runuser to drop root
 	strace                              # bench/handover.sh syscall count
 )
