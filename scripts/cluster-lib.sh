@@ -366,12 +366,19 @@ le_writer_landed() {
 # next write (empty when no write followed), failed attempts, node written to before (0: none),
 # node written to after (0: none), the kinds of failure with their counts. A failed connection
 # counts under its hosts' distinct reasons ("session is read-only", "No such file or directory",
-# ...), a failed statement under its SQLSTATE and node.
+# ...), a failed statement under its SQLSTATE (or, if the connection broke, libpq's message) and
+# node.
 le_writer_outages() {
 	awk -v base="$LE_PORT_BASE" '
 	function reason(   msg, r, out, seen) {
-		if ($4 != "connect")
+		if ($4 != "connect" && $4 != "-----")
 			return $4 " on node" ($3 - base)
+		if ($4 == "-----") {    # no SQLSTATE: the connection broke; the first line of the message
+			msg = $0
+			sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /, "", msg)
+			sub(/ \|.*/, "", msg)
+			return msg " on node" ($3 - base)
+		}
 		msg = $0
 		out = ""
 		while (match(msg, /failed: [^|]*/)) {

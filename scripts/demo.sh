@@ -155,7 +155,7 @@ if le_until 5 le_writer_landed "$writer_log" 0 -; then
 			fails=$(awk -v t0="$LE_T0" -v t1="$LE_LANDED_AT" '$2 == "fail" && $1 + 0 > t0 + 0 &&
 				$1 + 0 < t1 + 0 { n++ } END { print n + 0 }' "$writer_log")
 			echo "  $(hhmmss "$LE_T0")  ${how_name[$how]} of node$old: the client writes on" \
-				"node$LE_LANDED_NODE $ms ms later ($fails failed attempts in between)"
+				"node$LE_LANDED_NODE $ms ms later (failed attempts in between: $fails)"
 			route_summary+=("$(printf '  %-26s node%s -> node%s %10s ms' "${how_name[$how]}" \
 				"$old" "$LE_LANDED_NODE" "$ms")")
 		else
