@@ -73,8 +73,7 @@ for how in resign fast; do
 		old=$LE_LEADER
 		log=$LE_WORK/writer.$how.$r
 		le_writer_start "$log" "$CONNINFO" "$SQL" -t $((TIMEOUT + 40))
-		le_until 10 le_writer_landed "$log" 0 - ||
-			echo " (repetition $r: no write succeeded before the trigger)"
+		le_until 10 le_writer_landed "$log" 0 - || printf ' [no write before the trigger]'
 		sleep 0.3
 		le_trigger "$how" "$old"
 		if le_until "$TIMEOUT" le_writer_landed "$log" "$LE_T0" $((LE_PORT_BASE + old)); then
