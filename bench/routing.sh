@@ -43,9 +43,9 @@ le_etcd_start 23796 23806
 le_nodes_init 3 54360 /leader_election/routing "$TTL"
 for i in 1 2 3; do
 	le_node_start "$i"
-	le_psql_rw "$i" "CREATE EXTENSION leader_election"
+	le_psql "$i" "CREATE EXTENSION leader_election"
 	# each node is its own database here: the table exists everywhere (bypass: superuser only)
-	le_psql_rw "$i" "SET leader_election.fence_bypass = on;
+	le_psql "$i" "SET leader_election.fence_bypass = on;
 		CREATE TABLE routing (at timestamptz DEFAULT clock_timestamp())"
 done
 le_wait_leader

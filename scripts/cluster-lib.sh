@@ -290,14 +290,6 @@ le_handover() {
 
 # --- clients that find the leader (bench/routing.sh, demo act f) --------------
 
-# Like le_psql, in a session whose transactions start read-write where the node has them
-# read-only: on a node that does not lead, the extension makes new sessions report and use
-# default_transaction_read_only = on (so that clients asking for a read-write server pass it
-# by), and PostgreSQL itself then refuses even what the fence lets through there (CREATE
-# EXTENSION leader_election, a superuser's writes under leader_election.fence_bypass). The
-# session's own SET, in a transaction of its own, turns that back off; the fence still decides.
-le_psql_rw() { le_psql "$1" "SET default_transaction_read_only = off" -c "$2" "${@:3}"; }
-
 # $1: resign | fast | immediate; $2: node (the leader). Sets LE_T0 to the time just before the
 # trigger: for resign the server's clock as leader_resign() starts, else `date` before pg_ctl.
 le_trigger() {
