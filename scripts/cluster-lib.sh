@@ -287,3 +287,126 @@ le_handover() {
 	wait "${pids[@]}" 2>/dev/null || true
 	LE_LEADER=$LE_WINNER
 }
+
+# --- clients that find the leader (bench/routing.sh, demo act f) --------------
+
+# $1: resign | fast | immediate; $2: node (the leader). Sets LE_T0 to the time just before the
+# trigger: for resign the server's clock as leader_resign() starts, else `date` before pg_ctl.
+le_trigger() {
+	local out
+	case $1 in
+	resign)
+		out=$(le_psql "$2" "SELECT extract(epoch FROM clock_timestamp()), leader_resign()")
+		[[ $out == *'|t' ]] || le_die "leader_resign() on node$2 returned '$out'"
+		LE_T0=${out%|t}
+		;;
+	fast | immediate)
+		LE_T0=$(le_now)
+		le_node_stop "$2" "$1" || le_die "node$2 did not stop (-m $1)"
+		;;
+	*) le_die "le_trigger: unknown trigger $1" ;;
+	esac
+}
+
+# One libpq connection string naming every node, in the order of the node numbers given (all
+# nodes by default), that lands only on a node whose sessions may write.
+le_rw_conninfo() {
+	local i hosts='' ports=''
+	(($# > 0)) || set -- $(seq 1 "$LE_NODES")
+	for i in "$@"; do
+		hosts+=${hosts:+,}$LE_WORK
+		ports+=${ports:+,}$((LE_PORT_BASE + i))
+	done
+	echo "host=$hosts port=$ports user=postgres dbname=postgres" \
+		"target_session_attrs=read-write connect_timeout=2"
+}
+
+# Compiles bench/writer.c (a client that reconnects and writes once per connection) into
+# $LE_WORK/writer.
+le_writer_build() {
+	gcc -O2 -o "$LE_WORK/writer" "$LE_ROOT/bench/writer.c" -I"$(pg_config --includedir)" -lpq ||
+		le_die "could not compile bench/writer.c (is libpq-dev installed?)"
+}
+
+# Starts the writer in the background: $1 log file, $2 connection string, $3 SQL, further
+# arguments are writer options (-p PAUSE_MS, -t SECONDS). Sets LE_WRITER_PID.
+le_writer_start() {
+	: >"$1"    # exists before the background shell opens it, for le_writer_landed
+	"$LE_WORK/writer" "${@:4}" "$2" "$3" >>"$1" 2>&1 &
+	LE_WRITER_PID=$!
+	LE_BG_PIDS+=("$LE_WRITER_PID")
+}
+
+le_writer_stop() {
+	kill "$LE_WRITER_PID" 2>/dev/null || true
+	wait "$LE_WRITER_PID" 2>/dev/null || true
+}
+
+# True when the writer's log $1 shows a write after time $2 on a node other than port $3 ("-":
+# any node); sets LE_LANDED_AT (time) and LE_LANDED_NODE.
+le_writer_landed() {
+	local line
+	line=$(awk -v t0="$2" -v old="$3" '$2 == "ok" && $1 + 0 > t0 + 0 && $3 != old {
+		print $1, $3; exit }' "$1") || return 1
+	[[ -n $line ]] || return 1
+	LE_LANDED_AT=${line% *}
+	LE_LANDED_NODE=$((${line#* } - LE_PORT_BASE))
+}
+
+# Reads a writer's log $1; prints one line per outage (a run of failed attempts), with fields
+# separated by '|': time of the first failure, duration in ms from the first failure to the
+# next write (empty when no write followed), failed attempts, node written to before (0: none),
+# node written to after (0: none), the kinds of failure with their counts. A failed connection
+# counts under its hosts' distinct reasons ("session is read-only", "No such file or directory",
+# ...), a failed statement under its SQLSTATE (or, if the connection broke, libpq's message) and
+# node.
+le_writer_outages() {
+	awk -v base="$LE_PORT_BASE" '
+	function reason(   msg, r, out, seen) {
+		if ($4 != "connect" && $4 != "-----")
+			return $4 " on node" ($3 - base)
+		if ($4 == "-----") {    # no SQLSTATE: the connection broke; the first line of the message
+			msg = $0
+			sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /, "", msg)
+			sub(/ \|.*/, "", msg)
+			return msg " on node" ($3 - base)
+		}
+		msg = $0
+		out = ""
+		while (match(msg, /failed: [^|]*/)) {
+			r = substr(msg, RSTART + 8, RLENGTH - 8)
+			sub(/ +$/, "", r)
+			sub(/^FATAL: +/, "", r)
+			if (!(r in seen)) {
+				seen[r] = 1
+				out = out (out == "" ? "" : " / ") r
+			}
+			msg = substr(msg, RSTART + RLENGTH)
+		}
+		return out == "" ? "connection failed" : out
+	}
+	function flush(end, after,   k, kinds) {
+		kinds = ""
+		for (k in count)
+			kinds = kinds (kinds == "" ? "" : ", ") count[k] "x " k
+		printf "%s|%s|%d|%d|%d|%s\n", first, end == "" ? "" : sprintf("%.1f", (end - first) * 1000),
+			fails, before, after, kinds
+		for (k in count)
+			delete count[k]
+		fails = 0
+	}
+	$2 == "ok" {
+		if (fails > 0)
+			flush($1, $3 - base)
+		before = $3 - base
+		next
+	}
+	$2 == "fail" {
+		if (fails == 0)
+			first = $1
+		fails++
+		count[reason()]++
+	}
+	END { if (fails > 0) flush("", 0) }
+	' "$1"
+}

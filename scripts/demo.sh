@@ -2,7 +2,9 @@
 # `make demo`: three PostgreSQL 15 nodes elect a leader through a throwaway etcd on loopback.
 # Shows each node's view and the etcd keys, then times three handovers: leader_resign(), a clean
 # stop (pg_ctl stop -m fast) and a crash (pg_ctl stop -m immediate). Needs no input; everything
-# it starts is stopped and removed on exit. Ends with the write fence refusing a follower's write.
+# it starts is stopped and removed on exit. Then the write fence refuses a follower's write, and a
+# client that reconnects through one multi-host connection string (target_session_attrs=read-write)
+# keeps writing across a resign and a clean stop, always on the leader.
 set -euo pipefail
 source "$(dirname "$0")/cluster-lib.sh"
 
@@ -125,9 +127,84 @@ le_psql "$follower" "INSERT INTO demo VALUES ('written on a follower')" 2>&1 | s
 echo "  (SQLSTATE 25006; a transaction that wrote while its node led cannot COMMIT after it lost"
 echo "  leadership either)"
 
+le_heading "(f) clients find the leader: one connection string with target_session_attrs=read-write"
+le_writer_build
+for i in 1 2 3; do
+	le_psql "$i" "SET leader_election.fence_bypass = on;
+		CREATE TABLE IF NOT EXISTS routing (at timestamptz DEFAULT clock_timestamp())" >/dev/null
+done
+conninfo=$(le_rw_conninfo)
+echo "  a client (bench/writer.c) connects, inserts one row and disconnects, in a loop, through"
+echo "    ${conninfo//$LE_WORK/\$DIR}"
+echo "  (\$DIR: the nodes' socket directory). Every node but the leader reports"
+echo "  default_transaction_read_only = on to a new session, so libpq passes it by."
+hhmmss() { date -d "@$1" +%T.%3N; }
+writer_log=$LE_WORK/writer.log
+le_writer_start "$writer_log" "$conninfo" "INSERT INTO routing DEFAULT VALUES" -p 2 -t 30
+route_summary=()
+le_find_leader || le_die "no leader"
+if le_until 5 le_writer_landed "$writer_log" 0 -; then
+	echo "  $(hhmmss "$LE_LANDED_AT")  first write: on node$LE_LANDED_NODE (the leader is node$LE_LEADER)"
+	for how in resign fast; do
+		sleep 1
+		le_find_leader || le_die "no leader"
+		old=$LE_LEADER
+		le_trigger "$how" "$old"
+		if le_until 8 le_writer_landed "$writer_log" "$LE_T0" $((LE_PORT_BASE + old)); then
+			ms=$(le_ms "$LE_T0" "$LE_LANDED_AT")
+			fails=$(awk -v t0="$LE_T0" -v t1="$LE_LANDED_AT" '$2 == "fail" && $1 + 0 > t0 + 0 &&
+				$1 + 0 < t1 + 0 { n++ } END { print n + 0 }' "$writer_log")
+			echo "  $(hhmmss "$LE_T0")  ${how_name[$how]} of node$old: the client writes on" \
+				"node$LE_LANDED_NODE $ms ms later (failed attempts in between: $fails)"
+			route_summary+=("$(printf '  %-26s node%s -> node%s %10s ms' "${how_name[$how]}" \
+				"$old" "$LE_LANDED_NODE" "$ms")")
+		else
+			echo "  $(hhmmss "$LE_T0")  ${how_name[$how]} of node$old: no write on another node" \
+				"within 8 s"
+			route_summary+=("$(printf '  %-26s node%s -> %-5s %13s' "${how_name[$how]}" "$old" \
+				"?" "no write in 8 s")")
+		fi
+	done
+	sleep 0.5
+	le_node_start "$old"
+	le_until 10 le_is_follower "$old" || echo "  (node$old is not a follower yet)"
+	echo "  $(date +%T.%3N)  node$old restarted: $(le_role "$old")"
+	sleep 0.5
+else
+	echo "  no write succeeded within 5 s; last attempt:"
+	tail -n 1 "$writer_log" | cut -c1-300 | sed 's/^/    /'
+fi
+le_writer_stop
+attempts=$(wc -l <"$writer_log")
+echo "  the client stopped after $attempts attempts. Rows it wrote, by node (its log; count(*) on the node):"
+for i in 1 2 3; do
+	echo "    node$i: $(awk -v p=$((LE_PORT_BASE + i)) '$2 == "ok" && $3 == p { n++ } END { print n + 0 }' \
+		"$writer_log"); $(le_psql "$i" "SELECT count(*) FROM routing")"
+done
+echo "  write outages (from the first failed attempt to the next write):"
+outages=$(le_writer_outages "$writer_log")
+if [[ -z $outages ]]; then
+	echo "    none: no attempt failed. An attempt tries the hosts in turn: the one under way at each"
+	echo "    handover passed the old leader by (read-only, or gone) and wrote on the new one."
+fi
+while IFS='|' read -r first ms fails before after kinds; do
+	[[ -n $first ]] || continue
+	if [[ -n $ms ]]; then
+		printf '    %s  %8s ms  node%s -> node%s  %d failed: %s\n' "$(hhmmss "$first")" "$ms" \
+			"$before" "$after" "$fails" "$kinds"
+	else
+		printf '    %s  until the client stopped  %d failed: %s\n' "$(hhmmss "$first")" "$fails" \
+			"$kinds"
+	fi
+done <<<"$outages"
+
 le_heading "What 'etcdctl elect -l $PREFIX' observed (leader key, value)"
 paste - - <"$LE_WORK/observer.log" | sed 's/^/  /'
 
 le_heading "Summary: handover times (lease_ttl=${TTL}s)"
 printf '  %-26s %-14s %13s\n' trigger handover time
 printf '%s\n' "${summary[@]}"
+echo
+echo "  a client writing through one read-write connection string: from the trigger to its first"
+echo "  write on the new leader"
+if ((${#route_summary[@]} > 0)); then printf '%s\n' "${route_summary[@]}"; else echo "  (not measured)"; fi
