@@ -1,4 +1,5 @@
-# Shared helpers for scripts/test.sh, scripts/demo.sh and bench/handover.sh (sourced, not run).
+# Shared helpers for scripts/test.sh, scripts/demo.sh, bench/handover.sh and bench/routing.sh
+# (sourced, not run).
 #
 # Each of those scripts runs in two stages, because PostgreSQL refuses to run as root:
 #   1. le_prepare (as root, or as whoever runs it): install packages, build, `make install`,
