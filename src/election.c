@@ -5,7 +5,7 @@
  *		queue by create revision, and a watch on the key just ahead.
  *
  * Phases.  The node is always in one ElectionPhase; enter() is the only
- * place that changes it, asserts that the change is legal, and sends the
+ * place that changes it, checks that the change is legal, and sends the
  * request the new phase waits for.  At most one such request is in flight
  * (e->request); the lease renewal and the watch run beside it.
  *
@@ -22,14 +22,16 @@
  *	                                        failed                backing off
  *	queued       lease, key  watch (pred.)  predecessor deleted   looking
  *	                                        watch broke           backing off
+ *	                                        a refresh: first      leading
  *	leading      lease, key  watch (own)    leader_resign()       resigning
+ *	                                        a refresh: not first  queued
  *	resigning    lease, key  key delete     answered              no lease
  *	backing off  lease       -              retry time reached    campaigning
  *	                                        (or looking, if the key exists)
  *
- * Every phase that holds a lease also goes to "no lease" (revoking the lease)
- * when the lease lapses locally or in etcd, when a look or the leader's watch
- * finds the key deleted, or when the settings change.
+ * Every phase that holds a lease also goes to "no lease" (revoking the
+ * lease) when the lease lapses locally or in etcd, when a range read or the
+ * leader's watch finds the key deleted, or when the settings change.
  *
  * Beside the phase:
  * - The renewal: every TTL/3 while a lease is held.  The lease is valid until
@@ -261,9 +263,8 @@ static const uint32 legal_from[EP_COUNT] = {
 
 /*
  * The one place where the phase changes, checked against legal_from.
- * Leaving "leading" clears
- * leadership in shared memory before anything else happens; entering a
- * phase that waits for etcd sends its request.
+ * Leaving "leading" clears leadership in shared memory before anything else
+ * happens; entering a phase that waits for etcd sends its request.
  */
 static void
 enter(Election *e, ElectionPhase to)
@@ -705,7 +706,7 @@ on_watch_messages(Election *e)
 					enter(e, EP_LOOKING);
 				return;
 			case ETCD_WATCH_CANCELED:
-				/* e.g. compaction: the key may or may not be gone; look */
+				/* e.g. compaction: the key may or may not be gone; read again */
 				cancel_watch(e);
 				e->watch_from = 0;
 				if (e->phase == EP_LEADING)

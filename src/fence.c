@@ -48,9 +48,11 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_largeobject.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -112,8 +114,9 @@ static struct
 }			fence;
 
 /*
- * Client backends, walsenders (which run SQL in replication=database mode)
- * and other extensions' workers; not core's workers, not ours.
+ * Client backends, walsenders (which run SQL in replication=database mode),
+ * their parallel workers and other extensions' workers; not core's other
+ * workers, not ours.
  */
 bool
 le_fence_applies(void)
@@ -122,8 +125,10 @@ le_fence_applies(void)
 		return false;
 	if (MyBackendType == B_BG_WORKER)
 	{
+		/* a parallel worker runs functions of a fenced session, too */
 		if (MyBgworkerEntry == NULL ||
-			strcmp(MyBgworkerEntry->bgw_library_name, "postgres") == 0 ||
+			(strcmp(MyBgworkerEntry->bgw_library_name, "postgres") == 0 &&
+			 !IsParallelWorker()) ||
 			strcmp(MyBgworkerEntry->bgw_library_name, "leader_election") == 0)
 			return false;
 	}
@@ -161,6 +166,20 @@ fenced_now(bool log_bypass, uint64 *term, TimestampTz *since)
 }
 
 /*
+ * Whether the transaction began before since.  Client sessions (and their
+ * parallel workers) time every transaction by its first statement; another
+ * extension's worker need not set a statement time at all, so for it only
+ * the other signs of an old transaction count.
+ */
+static bool
+began_before(TimestampTz since)
+{
+	if (MyBackendType == B_BG_WORKER && !IsParallelWorker())
+		return false;
+	return GetCurrentTransactionStartTimestamp() < since;
+}
+
+/*
  * Whether this transaction must not write now: the node does not lead, or
  * it leads but the transaction is older than its leadership: it began before
  * the current term did (its snapshot may have been taken before any hook of
@@ -176,9 +195,9 @@ transaction_fenced(bool log_bypass, uint64 *term)
 		return true;
 	if (*term == 0)
 		return false;			/* bypass, or the fence is off */
-	return GetCurrentTransactionStartTimestamp() < since ||
-		fence.imported_snapshot ||
-		(fence.forced_read_only && FirstSnapshotSet);
+	return (began_before(since) ||
+			fence.imported_snapshot ||
+			(fence.forced_read_only && FirstSnapshotSet));
 }
 
 /* The transaction ended: its fields of the fence's state start afresh. */
@@ -218,8 +237,8 @@ see_transaction(void)
 	if (fence.seen)
 		return;
 	fence.seen = true;
-	/* only sessions of clients carry the override */
-	if (MyBackendType == B_BACKEND || MyBackendType == B_WAL_SENDER)
+	/* a chained transaction's READ ONLY stays: only the override is undone */
+	if (le_session_overridden())
 		XactReadOnly = le_session_default_read_only();
 }
 
@@ -539,6 +558,10 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
+	/* C code that creates or drops large objects directly (contrib lo) */
+	if ((access == OAT_POST_CREATE || access == OAT_DROP) &&
+		classId == LargeObjectRelationId && transaction_fenced(false, &term))
+		fence_error("large objects cannot be created or dropped");
 	if (access != OAT_FUNCTION_EXECUTE || fence.explain_only)
 		return;
 	see_transaction();
@@ -586,6 +609,9 @@ check_commit(bool prepare)
 			fence_error(prepare ?
 						"this transaction wrote while the node led, so it cannot be prepared" :
 						"this transaction wrote while the node led, so it cannot commit");
+		/* it would keep its locks and its xid until the leader's turn */
+		if (prepare)
+			fence_error("a prepared transaction would outlive the statements the fence saw");
 		/* bypassed writes were a superuser's choice at the time */
 		if (!fence.ran_bypassed && fence.statements_fenced == 0 && fence.fenced_depth == 0)
 			fence_error(prepare ?

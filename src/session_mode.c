@@ -26,6 +26,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "libpq/auth.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
@@ -64,9 +65,14 @@ setting_record(void)
 void
 le_session_follow_node(bool node_fenced)
 {
-	struct config_generic *record = setting_record();
+	struct config_generic *record;
 	bool		want;
 
+	/* only client sessions report; settings are fixed in parallel mode */
+	if ((MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER) ||
+		IsInParallelMode())
+		return;
+	record = setting_record();
 	if (record->source > PGC_S_OVERRIDE)
 		return;					/* the session SET it: its own choice */
 	if (record->source < PGC_S_OVERRIDE)
@@ -76,6 +82,15 @@ le_session_follow_node(bool node_fenced)
 		(void) set_config_option(SETTING, want ? "on" : "off", PGC_SUSET,
 								 PGC_S_OVERRIDE, GUC_ACTION_SET, true,
 								 WARNING, false);
+}
+
+bool
+le_session_overridden(void)
+{
+	if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
+		return false;
+	return setting_record()->source == PGC_S_OVERRIDE &&
+		DefaultXactReadOnly != configured_read_only;
 }
 
 bool

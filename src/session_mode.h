@@ -22,4 +22,7 @@ extern void le_session_follow_node(bool node_fenced);
  */
 extern bool le_session_default_read_only(void);
 
+/* Whether the fence's "on" overrides this session's own default now. */
+extern bool le_session_overridden(void);
+
 #endif

@@ -141,7 +141,7 @@ leader_status(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("leader_status() of the installed extension has %d columns, the library expects %d",
 						tupdesc->natts, STATUS_COLUMNS),
-				 errhint("Run ALTER EXTENSION leader_election UPDATE.")));
+				 errhint("The extension's SQL objects come from another build: drop the extension and create it again.")));
 
 	le_shared_snapshot(&view, &valid_until, &role_since);
 	now = le_clock_us();

@@ -68,6 +68,10 @@ is_temp_relation_ddl(Node *stmt)
 	switch (nodeTag(stmt))
 	{
 		case T_CreateStmt:
+			/* a permanent parent would get relhassubclass set */
+			foreach(lc, ((CreateStmt *) stmt)->inhRelations)
+				if (!is_temp_relation(lfirst(lc)))
+					return false;
 			return names_temp_namespace(((CreateStmt *) stmt)->relation);
 		case T_CreateSeqStmt:
 			return names_temp_namespace(((CreateSeqStmt *) stmt)->sequence);
@@ -84,8 +88,15 @@ is_temp_relation_ddl(Node *stmt)
 			return is_temp_relation(((IndexStmt *) stmt)->relation);
 		case T_AlterTableStmt:
 			foreach(lc, ((AlterTableStmt *) stmt)->cmds)
-				if (((AlterTableCmd *) lfirst(lc))->behavior == DROP_CASCADE)
+			{
+				AlterTableCmd *cmd = lfirst(lc);
+
+				if (cmd->behavior == DROP_CASCADE)
 					return false;
+				if ((cmd->subtype == AT_AddInherit || cmd->subtype == AT_DropInherit) &&
+					!is_temp_relation((RangeVar *) cmd->def))
+					return false;
+			}
 			return is_temp_relation(((AlterTableStmt *) stmt)->relation);
 		case T_AlterSeqStmt:
 			return is_temp_relation(((AlterSeqStmt *) stmt)->sequence);

@@ -11,7 +11,8 @@
 
 /*
  * DDL that creates, changes or drops temporary relations only (without
- * CASCADE, which could reach permanent objects that depend on them).
+ * CASCADE, which could reach permanent objects that depend on them, and
+ * without a permanent parent to inherit from).
  */
 extern bool is_temp_relation_ddl(Node *stmt);
 
