@@ -23,12 +23,6 @@ TTL=2
 CALLS=2000000
 trap le_cleanup EXIT
 
-# Reads numbers (ms), one per line; prints min, median and max.
-stats() {
-	sort -g | awk '{ v[NR] = $1 }
-		END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      printf "%9.1f %9.1f %9.1f", v[1], m, v[NR] }'
-}
 
 le_heading "setup: etcd on 127.0.0.1:23794, 3 nodes, lease_ttl=${TTL}s"
 le_etcd_start 23794 23804
@@ -116,9 +110,9 @@ fi
 
 le_heading "results (N=$N, lease_ttl=${TTL}s)"
 printf '  %-48s %9s %9s %9s\n' "handover, ms" min median max
-printf '  %-48s %s\n' "leader_resign() -> successor's leader_wait()" "$(stats <"$LE_WORK/bench.resign")"
-printf '  %-48s %s\n' "pg_ctl stop -m fast -> successor leads" "$(stats <"$LE_WORK/bench.fast")"
-printf '  %-48s %s\n' "pg_ctl stop -m immediate -> successor leads" "$(stats <"$LE_WORK/bench.immediate")"
+printf '  %-48s %s\n' "leader_resign() -> successor's leader_wait()" "$(le_stats <"$LE_WORK/bench.resign")"
+printf '  %-48s %s\n' "pg_ctl stop -m fast -> successor leads" "$(le_stats <"$LE_WORK/bench.fast")"
+printf '  %-48s %s\n' "pg_ctl stop -m immediate -> successor leads" "$(le_stats <"$LE_WORK/bench.immediate")"
 echo
 echo "  pgbench, 1 client, prepared, best of 2 runs of ${SECS} s:"
 for q in one primary; do

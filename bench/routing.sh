@@ -29,14 +29,7 @@ GOAL_MS=100
 SQL='INSERT INTO routing DEFAULT VALUES'
 trap le_cleanup EXIT
 
-# Reads numbers, one per line; prints min, median and max.
-stats() {
-	sort -g | awk '{ v[NR] = $1 }
-		END { if (NR == 0) { printf "%9s %9s %9s", "-", "-", "-"; exit }
-		      m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      printf "%9.1f %9.1f %9.1f", v[1], m, v[NR] }'
-}
-median() { stats | awk '{ print $2 }'; }
+median() { le_stats | awk '{ print $2 }'; }
 
 le_heading "setup: etcd on 127.0.0.1:23796, 3 nodes, lease_ttl=${TTL}s"
 le_etcd_start 23796 23806
@@ -148,7 +141,7 @@ for how in resign fast; do
 	resign) label="leader_resign() on the leader" ;;
 	fast) label="pg_ctl stop -m fast of the leader" ;;
 	esac
-	printf '  %-44s %s %8s %8s\n' "$label" "$(stats <"$LE_WORK/bench.$how")" \
+	printf '  %-44s %s %8s %8s\n' "$label" "$(le_stats <"$LE_WORK/bench.$how")" \
 		"$(median <"$LE_WORK/fails.$how")" "${timeouts[$how]}"
 done
 echo "  (failed: median number of failed attempts between the trigger and that write)"

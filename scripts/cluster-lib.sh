@@ -29,6 +29,14 @@ le_until() {
 	done
 }
 
+# Reads numbers (ms), one per line; prints min, median and max ("-" for none).
+le_stats() {
+	sort -g | awk '{ v[NR] = $1 }
+		END { if (NR == 0) { printf "%9s %9s %9s", "-", "-", "-"; exit }
+		      m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		      printf "%9.1f %9.1f %9.1f", v[1], m, v[NR] }'
+}
+
 # ---------------------------------------------------------------- stage 1 (root)
 
 # $1: a word naming the work dir. Sets LE_USER and LE_WORK; removes LE_WORK on exit.
