@@ -20,6 +20,7 @@ ALTER SYSTEM SET leader_election.request_timeout = 60001;
 ALTER SYSTEM SET leader_election.endpoints = 'ftp://x';
 ALTER SYSTEM SET leader_election.endpoints = '';
 ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379,ftp://x';
+ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379, http://127.0.0.1:2379/';
 ALTER SYSTEM SET leader_election.prefix = '';
 ALTER SYSTEM SET leader_election.prefix = '/leader_election/';
 

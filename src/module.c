@@ -120,6 +120,13 @@ check_endpoints(char **newval, void **extra, GucSource source pg_attribute_unuse
 		}
 		if (!parse_endpoint(p, len, parsed.urls[parsed.count]))
 			return false;
+		/* a second entry would only give a hung endpoint a second chance */
+		for (int i = 0; i < parsed.count; i++)
+			if (strcmp(parsed.urls[i], parsed.urls[parsed.count]) == 0)
+			{
+				GUC_check_errdetail("Endpoint \"%s\" is listed twice.", parsed.urls[i]);
+				return false;
+			}
 		parsed.count++;
 		p += item_len;
 		if (*p == '\0')
