@@ -234,12 +234,14 @@ force_read_only(void)
 static void
 see_transaction(void)
 {
+	bool		configured;
+
 	if (fence.seen)
 		return;
 	fence.seen = true;
 	/* a chained transaction's READ ONLY stays: only the override is undone */
-	if (le_session_overridden())
-		XactReadOnly = le_session_default_read_only();
+	if (le_session_overridden(&configured))
+		XactReadOnly = configured;
 }
 
 /*

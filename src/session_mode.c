@@ -85,19 +85,13 @@ le_session_follow_node(bool node_fenced)
 }
 
 bool
-le_session_overridden(void)
+le_session_overridden(bool *configured)
 {
 	if (MyBackendType != B_BACKEND && MyBackendType != B_WAL_SENDER)
 		return false;
+	*configured = configured_read_only;
 	return setting_record()->source == PGC_S_OVERRIDE &&
 		DefaultXactReadOnly != configured_read_only;
-}
-
-bool
-le_session_default_read_only(void)
-{
-	return setting_record()->source == PGC_S_OVERRIDE ? configured_read_only :
-		DefaultXactReadOnly;
 }
 
 /* Before the startup ParameterStatus: a new session reports its node's state. */

@@ -17,12 +17,10 @@ extern void le_session_mode_install(void);
 extern void le_session_follow_node(bool node_fenced);
 
 /*
- * The read-only default this session's transactions would start with if the
- * fence did not override it: what a transaction starts as, for the fence.
+ * Whether the fence's "on" overrides this session's own read-only default
+ * now; if so, *configured is that default (what a transaction starts as,
+ * for the fence).
  */
-extern bool le_session_default_read_only(void);
-
-/* Whether the fence's "on" overrides this session's own default now. */
-extern bool le_session_overridden(void);
+extern bool le_session_overridden(bool *configured);
 
 #endif

@@ -130,17 +130,26 @@ sub query
 			}
 			push @{ $r->{rows} }, \@row;
 		}
-		elsif ($type eq 'E') { $r->{error} = _fields($msg); }
-		elsif ($type eq 'N') { push @{ $r->{notices} }, _fields($msg); }
-		elsif ($type eq 'Z')
-		{
-			$r->{status} = $self->{status} = $msg;
-			last;
-		}
 		# 'T' RowDescription, 'C' CommandComplete, 'I' EmptyQueryResponse,
 		# 'S' ParameterStatus, 'A' NotificationResponse: nothing to keep
+		else { last if $self->_common_message($r, $type, $msg); }
 	}
 	return $r;
+}
+
+# ErrorResponse, NoticeResponse and ReadyForQuery, as query() and call() keep
+# them in $r; true at ReadyForQuery, which ends the answer.
+sub _common_message
+{
+	my ($self, $r, $type, $msg) = @_;
+	if ($type eq 'E') { $r->{error} = _fields($msg); }
+	elsif ($type eq 'N') { push @{ $r->{notices} }, _fields($msg); }
+	elsif ($type eq 'Z')
+	{
+		$r->{status} = $self->{status} = $msg;
+		return 1;
+	}
+	return 0;
 }
 
 =pod
@@ -182,13 +191,7 @@ sub call
 			my $len = unpack('l>', $msg);
 			$r->{value} = substr($msg, 4, $len) if $len >= 0;
 		}
-		elsif ($type eq 'E') { $r->{error} = _fields($msg); }
-		elsif ($type eq 'N') { push @{ $r->{notices} }, _fields($msg); }
-		elsif ($type eq 'Z')
-		{
-			$r->{status} = $self->{status} = $msg;
-			last;
-		}
+		else { last if $self->_common_message($r, $type, $msg); }
 	}
 	return $r;
 }
