@@ -9,6 +9,8 @@ OBJS = \
 	src/printable.o \
 	src/etcd_client.o \
 	src/etcd_api.o \
+	src/replication.o \
+	src/cluster_record.o \
 	src/election.o \
 	src/worker.o \
 	src/sql_api.o \
@@ -17,7 +19,7 @@ OBJS = \
 	src/session_mode.o
 
 EXTENSION = leader_election
-DATA = sql/leader_election--1.0.sql
+DATA = sql/leader_election--1.0.sql sql/leader_election--1.0--1.1.sql
 PGFILEDESC = "leader_election - leader election through etcd"
 
 # PostgreSQL's headers are not -Wextra clean; ours must be.

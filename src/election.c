@@ -2,36 +2,48 @@
  * election.c
  *		Owns one node's candidacy, following etcd's election recipe: a lease,
  *		a key <prefix>/<lease hex> created by a campaign txn, a place in the
- *		queue by create revision, and a watch on the key just ahead.
+ *		queue by create revision, and a watch on the key just ahead; and, in
+ *		a streaming-replication cluster, what leading means for a standby
+ *		(promotion) and for a primary that hands over (its successor's WAL).
  *
  * Phases.  The node is always in one ElectionPhase; enter() is the only
  * place that changes it, checks that the change is legal, and sends the
  * request the new phase waits for.  At most one such request is in flight
  * (e->request); the lease renewal and the watch run beside it.
  *
- *	phase        holds       in flight      on                    -> phase
- *	-----------  ----------  -------------  --------------------  -----------
- *	no lease     -           -              retry time reached    granting
- *	granting     -           lease grant    granted               campaigning
- *	                                        failed                no lease
- *	campaigning  lease       campaign txn   key created or found  looking
- *	                                        etcd unreachable      backing off
- *	                                        txn refused           no lease
- *	looking      lease, key  range read     first in line         leading
- *	                                        others ahead          queued
- *	                                        failed                backing off
- *	queued       lease, key  watch (pred.)  predecessor deleted   looking
- *	                                        watch broke           backing off
- *	                                        a refresh: first      leading
- *	leading      lease, key  watch (own)    leader_resign()       resigning
- *	                                        a refresh: not first  queued
- *	resigning    lease, key  key delete     answered              no lease
- *	backing off  lease       -              retry time reached    campaigning
- *	                                        (or looking, if the key exists)
+ *	phase         holds       in flight      on                    -> phase
+ *	------------  ----------  -------------  --------------------  ------------
+ *	no lease      -           -              retry time reached    observing
+ *	observing     -           read           may stand             granting
+ *	                                         may not; TTL/3 later  observing
+ *	granting      -           lease grant    granted               campaigning
+ *	                                         failed                no lease
+ *	campaigning   lease       campaign txn   key created or found  looking
+ *	                                         etcd unreachable      backing off
+ *	                                         txn refused           no lease
+ *	looking       lease, key  read           first, a primary      leading
+ *	                                         first, a standby      promoting
+ *	                                         others ahead          queued
+ *	                                         failed                backing off
+ *	queued        lease, key  watch (pred.)  predecessor deleted   looking
+ *	                                         watch broke           backing off
+ *	                                         a refresh: first      leading, promoting
+ *	promoting     lease, key  watch (own)    recovery ended and    leading
+ *	                                         the record written
+ *	leading       lease, key  watch (own)    leader_resign()       resigning
+ *	                                         ... replicated        handing over
+ *	                                         a refresh: not first  queued
+ *	handing over  lease, key  watch (own)    successor caught up   resigning
+ *	                                         it did not in time    leading
+ *	resigning     lease, key  key delete     answered              no lease
+ *	backing off   lease       -              retry time reached    campaigning
+ *	                                         (or looking, if the key exists)
  *
  * Every phase that holds a lease also goes to "no lease" (revoking the
- * lease) when the lease lapses locally or in etcd, when a range read or the
- * leader's watch finds the key deleted, or when the settings change.
+ * lease) when the lease lapses locally or in etcd, when a read or the
+ * leader's watch finds the key deleted, when the settings change, when a
+ * queued node may no longer stand, or when a promotion does not finish in
+ * time.
  *
  * Beside the phase:
  * - The renewal: every TTL/3 while a lease is held.  The lease is valid until
@@ -42,13 +54,32 @@
  *   endpoint, without cancelling the first, and the first answer wins.  So a
  *   hung endpoint costs a leader a quarter of its remaining validity, not
  *   the lease.
- * - The leader's watch on its own key: when it breaks, it is re-created at
- *   the next retry time from the revision it started at (so no deletion in
- *   between is missed), without waiting for a range read to succeed.
- * - The refresh: in queued and leading, every answered renewal is followed by
- *   another range read (e->request) without leaving the phase.  It keeps
- *   followers' view of the queue fresh and notices a key deleted behind the
- *   node's back; its answer is handled like the one of "looking".
+ * - The watch on the node's own key (promoting, leading, handing over): when
+ *   it breaks, it is re-created at the next retry time from the revision it
+ *   started at (so no deletion in between is missed), without waiting for a
+ *   read to succeed.
+ * - The refresh: in queued, promoting and leading, every answered renewal is
+ *   followed by another read (e->request) without leaving the phase.  It
+ *   keeps followers' view of the queue and the cluster record fresh and
+ *   notices a key deleted behind the node's back; its answer is handled like
+ *   the one of "looking".
+ *
+ * Standing.  Every read of the election brings the cluster record with the
+ * queue, at one revision; at every step the node reads its replication state
+ * from shared memory and decides whether it may stand (cluster_record.c has
+ * the rules).  Here only: a standby stands only behind a leader (it never
+ * joins an empty queue, and promotes only when a leader it queued behind
+ * left), and a queued standby that lost its stream keeps its place for a
+ * grace period longer than a lease, so that when the leader crashed -- and
+ * every standby lost its stream at once -- the first in line still takes
+ * over once the leader's lease expires.
+ *
+ * Replication.  A standby first in line promotes, and leads only once
+ * recovery has ended and it has recorded itself as the cluster's primary.
+ * A replicated primary that resigns is fenced at once, waits until its
+ * commits in flight are done and its successor has flushed all its WAL, and
+ * only then releases its key; a primary that stops leading for any other
+ * reason drops its walsenders, so that its standbys find the new leader.
  *
  * The node leads only in "leading" and only while the lease is valid; the
  * view published to shared memory is derived from the phase in publish().
@@ -61,20 +92,30 @@
 #include "pgstat.h"
 #include "utils/memutils.h"
 
+#include "cluster_record.h"
 #include "election.h"
 #include "etcd_api.h"
 #include "printable.h"
+#include "replication.h"
 
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		1000
 #define RENEW_RETRY_MS		250
+/* how often replication state is looked at, and while it is awaited */
+#define REPLICATION_POLL_MS	250
+#define AWAIT_POLL_MS		10
+/* a promotion may take this long at least, whatever the TTL */
+#define PROMOTE_MIN_S		5
 
 typedef enum RequestTag
 {
 	REQ_GRANT,
 	REQ_RENEWAL,
 	REQ_CAMPAIGN,
-	REQ_RANGE,
+	REQ_OBSERVE,				/* read of the whole election, holding nothing */
+	REQ_RANGE,					/* read up to our own key: looking, refresh */
+	REQ_SUCCESSOR,				/* who is next in line, for a handover */
+	REQ_RECORD,					/* the cluster record, written by the leader */
 	REQ_WATCH,
 	REQ_DELETE,
 	REQ_DISCARD					/* answer not needed (release on leaving) */
@@ -85,11 +126,14 @@ struct Election
 	EtcdClient *client;
 	ElectionConfig config;
 	ElectionPhase phase;
+	char		record_key[LE_KEY_LEN];
 
-	/* the phase's request (grant, campaign, range read, delete) */
+	/* the phase's request (grant, campaign, read, delete, record) */
 	EtcdRequest *request;
-	/* queued and leading: a range read is due after a renewal */
+	/* queued, promoting and leading: a read is due after a renewal */
 	bool		refresh_due;
+	/* observing: when to read the election again */
+	uint64		next_read;
 
 	/* lease */
 	int64		lease_id;		/* 0: none */
@@ -104,14 +148,34 @@ struct Election
 	/* place in the queue */
 	char		key[LE_KEY_LEN];
 	int64		create_revision;	/* 0: not queued */
+	/* this candidacy queued behind a leader: a standby may take over */
+	bool		followed_leader;
 
-	/* the queue as the last range read saw it */
+	/* the election as the last read saw it */
 	int			queue_position; /* -1: unknown */
 	bool		leader_known;
 	char		leader_name[LE_NAME_LEN];
 	int64		fencing_token;
+	ClusterRecord record;
 
-	/* queued: the predecessor's key; leading: our own */
+	/* this node in replication, read at every step, and what follows */
+	ReplicationState replication;
+	uint64		stream_lost_at; /* a queued standby's stream ended; 0: none */
+	bool		eligible;
+	char		ineligible_reason[LE_ERROR_LEN];
+	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
+
+	/* promoting: recovery must end by then */
+	uint64		promote_deadline;
+	char		promote_error[LE_ERROR_LEN];
+
+	/* handing over */
+	uint64		handover_deadline;
+	bool		successor_known;
+	char		successor[LE_NAME_LEN]; /* printable; "" when nobody is next */
+	XLogRecPtr	handover_upto;	/* WAL it must have; 0 until commits drained */
+
+	/* queued: the predecessor's key; promoting, leading: our own */
 	EtcdRequest *watch;
 	char		watched_key[LE_KEY_LEN];
 	int64		watch_from;		/* its start revision; 0: a range read must tell */
@@ -119,6 +183,9 @@ struct Election
 	/* the resign request being served */
 	bool		resign_waiting;
 	uint32		resign_request;
+
+	/* leaving for good: standbys keep streaming until PostgreSQL stops */
+	bool		shutting_down;
 
 	/* failures, until a range read succeeds again */
 	uint64		retry_at;
@@ -136,6 +203,8 @@ election_phase_name(ElectionPhase phase)
 	{
 		case EP_NO_LEASE:
 			return "no lease";
+		case EP_OBSERVING:
+			return "observing";
 		case EP_GRANTING:
 			return "granting";
 		case EP_CAMPAIGNING:
@@ -144,8 +213,12 @@ election_phase_name(ElectionPhase phase)
 			return "looking";
 		case EP_QUEUED:
 			return "queued";
+		case EP_PROMOTING:
+			return "promoting";
 		case EP_LEADING:
 			return "leading";
+		case EP_HANDING_OVER:
+			return "handing over";
 		case EP_RESIGNING:
 			return "resigning";
 		case EP_BACKING_OFF:
@@ -161,10 +234,30 @@ margin_us(int ttl_s)
 	return Max((uint64) ttl_s * 100000, 100000);
 }
 
+/*
+ * How long a queued standby that lost its stream keeps its place: longer
+ * than the leader's lease could outlive a crash (TTL, plus etcd's expiry
+ * check and a raft election's extension).
+ */
+static uint64
+stream_grace_us(Election *e)
+{
+	int			ttl_s = e->config.lease_ttl_s;
+
+	return (uint64) ttl_s * 1000000 + (uint64) Max(2000, ttl_s * 500) * 1000;
+}
+
 static bool
 lease_valid(Election *e, uint64 now)
 {
 	return e->lease_id != 0 && now < e->lease_valid_until;
+}
+
+/* Phases in which this node's own key is first in line. */
+static bool
+holds_first_place(ElectionPhase phase)
+{
+	return phase == EP_PROMOTING || phase == EP_LEADING || phase == EP_HANDING_OVER;
 }
 
 static void
@@ -190,9 +283,9 @@ cancel_renewals(Election *e)
 }
 
 /*
- * A range read succeeded: the node knows its place, so etcd works end to
- * end.  Partial successes (a grant, a renewal) do not count, or an etcd that
- * fails later in the cycle would be retried and logged without backoff.
+ * A read succeeded: the node knows its place, so etcd works end to end.
+ * Partial successes (a grant, a renewal) do not count, or an etcd that fails
+ * later in the cycle would be retried and logged without backoff.
  */
 static void
 clear_failure(Election *e)
@@ -231,14 +324,116 @@ note_failure(Election *e, const char *message, EtcdRequest *req)
 	e->retry_at = le_clock_us() + (uint64) e->backoff_ms * 1000;
 }
 
-/* Tells a waiting leader_resign() that its request was served. */
+/* Tells a waiting leader_resign() that its request was served, or why not. */
 static void
-answer_resign(Election *e)
+answer_resign(Election *e, const char *error)
 {
 	if (!e->resign_waiting)
 		return;
 	e->resign_waiting = false;
-	le_resign_answered(e->resign_request);
+	le_resign_answered(e->resign_request, error);
+}
+
+/* ---- standing ---- */
+
+/*
+ * Whether the node may stand now, by its replication state and the last
+ * read of the election; if not, e->ineligible_reason says why.
+ */
+static bool
+may_stand(Election *e, uint64 now)
+{
+	StandingInput input;
+	const ReplicationState *rs = &e->replication;
+
+	input.replication = rs;
+	input.node_name = e->config.node_name;
+	input.candidate = e->config.candidate;
+	input.max_lag_bytes = e->config.max_lag_bytes;
+	input.stream_grace = e->stream_lost_at != 0 &&
+		now < e->stream_lost_at + stream_grace_us(e);
+	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
+		return false;
+	if (rs->in_recovery && !e->leader_known)
+	{
+		strlcpy(e->ineligible_reason,
+				"no leader to stream from: a standby stands only behind a leader",
+				LE_ERROR_LEN);
+		return false;
+	}
+	e->ineligible_reason[0] = '\0';
+	return true;
+}
+
+/* Reads replication state and decides standing, logging what changed. */
+static void
+assess(Election *e, uint64 now)
+{
+	replication_read(&e->replication);
+
+	/* a queued standby's grace period starts when its stream ends */
+	if (!e->replication.in_recovery || e->create_revision == 0 || e->replication.streaming)
+		e->stream_lost_at = 0;
+	else if (e->stream_lost_at == 0)
+		e->stream_lost_at = now;
+
+	/* first in line, the node stands by definition */
+	if (holds_first_place(e->phase) || e->phase == EP_RESIGNING)
+	{
+		e->eligible = true;
+		e->ineligible_reason[0] = '\0';
+		return;
+	}
+	e->eligible = may_stand(e, now);
+
+	if (!e->eligible && strcmp(e->ineligible_reason, e->logged_reason) != 0)
+	{
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" does not stand in the election: %s",
+						e->config.node_name, e->ineligible_reason)));
+		strlcpy(e->logged_reason, e->ineligible_reason, sizeof(e->logged_reason));
+	}
+	else if (e->eligible && e->logged_reason[0] != '\0')
+	{
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" may stand in the election again",
+						e->config.node_name)));
+		e->logged_reason[0] = '\0';
+	}
+}
+
+/* The record as the last read of the election had it. */
+static void
+take_record(Election *e, const EtcdElectionRead *read)
+{
+	if (read->record_found)
+		cluster_record_decode(read->record_value, read->record_len, &e->record);
+	else
+		memset(&e->record, 0, sizeof(e->record));
+}
+
+/* A primary with standbys, or the one the record names: handovers wait. */
+static bool
+replicated(Election *e)
+{
+	return !e->replication.in_recovery &&
+		(cluster_record_names(&e->record, &e->replication, e->config.node_name) ||
+		 replication_has_standby());
+}
+
+/* Writes this node into the cluster record, if it is still first in line. */
+static void
+send_record(Election *e)
+{
+	ClusterRecord mine;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.system_identifier = e->replication.system_identifier;
+	mine.timeline = e->replication.timeline;
+	strlcpy(mine.node, e->config.node_name, sizeof(mine.node));
+	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
+								   e->record_key, cluster_record_encode(&mine),
+								   e->config.request_timeout_ms, REQ_RECORD);
 }
 
 /* ---- phases ---- */
@@ -249,17 +444,41 @@ answer_resign(Election *e)
 /* For each phase, the phases it may be entered from: the table above. */
 static const uint32 legal_from[EP_COUNT] = {
 	[EP_NO_LEASE] = ANY_PHASE,
-	[EP_GRANTING] = PHASE_BIT(EP_NO_LEASE),
+	[EP_OBSERVING] = PHASE_BIT(EP_NO_LEASE) | PHASE_BIT(EP_OBSERVING),
+	[EP_GRANTING] = PHASE_BIT(EP_OBSERVING),
 	[EP_CAMPAIGNING] = PHASE_BIT(EP_GRANTING) | PHASE_BIT(EP_BACKING_OFF),
 	[EP_LOOKING] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_QUEUED) |
 	PHASE_BIT(EP_BACKING_OFF),
 	/* a refresh may find the queue changed, so these also follow each other */
-	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING),
-	[EP_LEADING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING),
-	[EP_RESIGNING] = PHASE_BIT(EP_LEADING),
+	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) |
+	PHASE_BIT(EP_PROMOTING) | PHASE_BIT(EP_LEADING),
+	[EP_PROMOTING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_PROMOTING),
+	[EP_LEADING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING) |
+	PHASE_BIT(EP_PROMOTING) | PHASE_BIT(EP_HANDING_OVER),
+	[EP_HANDING_OVER] = PHASE_BIT(EP_LEADING),
+	[EP_RESIGNING] = PHASE_BIT(EP_LEADING) | PHASE_BIT(EP_HANDING_OVER),
 	[EP_BACKING_OFF] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
 	PHASE_BIT(EP_QUEUED),
 };
+
+/*
+ * A primary that stops leading for good lets its standbys go: they follow
+ * whichever node reports itself writable.  Not while PostgreSQL shuts down:
+ * its walsenders still send the last WAL.
+ */
+static void
+release_standbys(Election *e)
+{
+	int			dropped;
+
+	if (e->shutting_down || e->replication.in_recovery)
+		return;
+	dropped = replication_drop_standbys();
+	if (dropped > 0)
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" ended its %d walsender(s): it no longer leads",
+						e->config.node_name, dropped)));
+}
 
 /*
  * The one place where the phase changes, checked against legal_from.
@@ -270,6 +489,7 @@ static void
 enter(Election *e, ElectionPhase to)
 {
 	ElectionPhase from = e->phase;
+	uint64		now = le_clock_us();
 
 	/* a bug; the worker exits, and its exit clears leadership */
 	if (!(legal_from[to] & PHASE_BIT(from)))
@@ -277,11 +497,14 @@ enter(Election *e, ElectionPhase to)
 			 election_phase_name(from), election_phase_name(to));
 	if (from == EP_LEADING && to != EP_LEADING)
 		le_shared_clear_leadership();
+	if ((from == EP_LEADING || from == EP_HANDING_OVER) &&
+		to != EP_LEADING && to != EP_HANDING_OVER)
+		release_standbys(e);
 	if (from != to)
 		elog(DEBUG1, "leader_election: phase \"%s\" -> \"%s\"",
 			 election_phase_name(from), election_phase_name(to));
 	e->phase = to;
-	if (to != EP_QUEUED && to != EP_LEADING)
+	if (to != EP_QUEUED && to != EP_LEADING && to != EP_PROMOTING)
 		e->refresh_due = false;
 
 	switch (to)
@@ -289,6 +512,11 @@ enter(Election *e, ElectionPhase to)
 		case EP_NO_LEASE:
 		case EP_QUEUED:
 		case EP_LEADING:
+			break;
+		case EP_OBSERVING:
+			drop_request(&e->request);
+			e->request = etcd_read_election(e->client, e->config.prefix, 0, e->record_key,
+											e->config.request_timeout_ms, REQ_OBSERVE);
 			break;
 		case EP_GRANTING:
 			e->request = etcd_lease_grant(e->client, e->config.lease_ttl_s,
@@ -303,9 +531,33 @@ enter(Election *e, ElectionPhase to)
 			/* a refresh sent before the change may describe the old queue */
 			drop_request(&e->request);
 			cancel_watch(e);
-			e->request = etcd_range_candidates(e->client, e->config.prefix,
-											   e->create_revision,
-											   e->config.request_timeout_ms, REQ_RANGE);
+			e->request = etcd_read_election(e->client, e->config.prefix, e->create_revision,
+											e->record_key, e->config.request_timeout_ms,
+											REQ_RANGE);
+			break;
+		case EP_PROMOTING:
+			if (from == EP_PROMOTING)
+				break;
+			e->promote_deadline = now +
+				(uint64) Max(e->config.lease_ttl_s, PROMOTE_MIN_S) * 1000000;
+			e->promote_error[0] = '\0';
+			if (replication_request_promotion(e->promote_error))
+				ereport(LOG,
+						(errmsg("leader_election: node \"%s\" is first in line: promoting this standby",
+								e->config.node_name),
+						 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
+								   e->key, e->create_revision)));
+			else
+				e->promote_deadline = now;	/* the next step gives up */
+			break;
+		case EP_HANDING_OVER:
+			drop_request(&e->request);
+			e->handover_deadline = now + (uint64) e->config.switchover_timeout_ms * 1000;
+			e->successor_known = false;
+			e->successor[0] = '\0';
+			e->handover_upto = InvalidXLogRecPtr;
+			e->request = etcd_range_candidates(e->client, e->config.prefix, 0,
+											   e->config.request_timeout_ms, REQ_SUCCESSOR);
 			break;
 		case EP_RESIGNING:
 			drop_request(&e->request);
@@ -329,8 +581,9 @@ retry_phase(Election *e)
 
 /*
  * Leaves the queue and forgets the lease (revoking it); the next step
- * grants a new one and campaigns at the tail.  With release, the key is
- * also deleted (compared by create revision), for a clean handover.
+ * reads the election again and, if the node may stand, campaigns at the
+ * tail with a new lease.  With release, the key is also deleted (compared
+ * by create revision), for a clean handover.
  */
 static void
 leave(Election *e, const char *reason, bool release)
@@ -360,10 +613,12 @@ leave(Election *e, const char *reason, bool release)
 	e->lease_valid_until = 0;
 	e->create_revision = 0;
 	e->key[0] = '\0';
+	e->followed_leader = false;
+	e->stream_lost_at = 0;
 	e->queue_position = -1;
 	e->leader_known = false;
 	e->fencing_token = 0;
-	answer_resign(e);
+	answer_resign(e, NULL);
 }
 
 Election *
@@ -374,6 +629,7 @@ election_create(MemoryContext context, EtcdClient *client,
 
 	e->client = client;
 	e->config = *config;
+	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
 	e->phase = EP_NO_LEASE;
 	e->queue_position = -1;
 	return e;
@@ -388,27 +644,50 @@ election_configure(Election *e, const ElectionConfig *config)
 
 	if (rejoin && e->phase != EP_NO_LEASE)
 		leave(e, "its settings changed", true);
+	if (rejoin)
+		memset(&e->record, 0, sizeof(e->record));
 	e->config = *config;
+	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
+	/* an observer that may now stand reads at once */
+	e->next_read = 0;
 }
 
 /* ---- publishing ---- */
+
+static LeaderRole
+current_role(Election *e, uint64 now)
+{
+	if (!lease_valid(e, now))
+		return (e->phase == EP_OBSERVING && e->leader_known && e->last_error[0] == '\0') ?
+			LE_ROLE_FOLLOWER : LE_ROLE_DISCONNECTED;
+	switch (e->phase)
+	{
+		case EP_LEADING:
+			return LE_ROLE_LEADER;
+		case EP_PROMOTING:
+			return LE_ROLE_PROMOTING;
+		case EP_HANDING_OVER:
+		case EP_RESIGNING:
+			return LE_ROLE_RESIGNING;
+		default:
+			break;
+	}
+	return (e->create_revision != 0 && e->queue_position > 0) ?
+		LE_ROLE_FOLLOWER : LE_ROLE_DISCONNECTED;
+}
 
 /* Shared memory gets the view derived from the phase; role changes are logged. */
 static void
 publish(Election *e)
 {
 	uint64		now = le_clock_us();
-	bool		leads = (e->phase == EP_LEADING && lease_valid(e, now));
 	LeaderView	view;
+	bool		leads;
 
 	memset(&view, 0, sizeof(view));
 	view.phase = e->phase;
-	if (leads)
-		view.role = LE_ROLE_LEADER;
-	else if (lease_valid(e, now) && e->create_revision != 0 && e->queue_position > 0)
-		view.role = LE_ROLE_FOLLOWER;
-	else
-		view.role = LE_ROLE_DISCONNECTED;
+	view.role = current_role(e, now);
+	leads = (view.role == LE_ROLE_LEADER);
 	/* shown like the names other candidates wrote into etcd */
 	le_printable(e->config.node_name, strlen(e->config.node_name),
 				 view.node_name, LE_NAME_LEN);
@@ -426,6 +705,11 @@ publish(Election *e)
 	view.own_create_revision = e->create_revision;
 	strlcpy(view.endpoint, etcd_client_endpoint(e->client), LE_URL_LEN);
 	strlcpy(view.last_error, e->last_error, LE_ERROR_LEN);
+	view.in_recovery = e->replication.in_recovery;
+	view.timeline = e->replication.timeline;
+	view.wal_lag_bytes = e->replication.in_recovery ? e->replication.lag_bytes : -1;
+	view.eligible = e->eligible;
+	strlcpy(view.ineligible_reason, e->ineligible_reason, LE_ERROR_LEN);
 
 	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0,
 						   leads ? (uint64) e->create_revision : 0))
@@ -439,10 +723,10 @@ publish(Election *e)
 	else if (view.role == LE_ROLE_FOLLOWER)
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" is now a follower at queue position %d",
-						e->config.node_name, e->queue_position),
+						e->config.node_name, view.queue_position),
 				 errdetail("Leader \"%s\", fencing token " INT64_FORMAT ".",
 						   e->leader_name, e->fencing_token)));
-	else
+	else if (view.role == LE_ROLE_DISCONNECTED)
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" is now disconnected from the election",
 						e->config.node_name)));
@@ -479,6 +763,90 @@ watch_key(Election *e, const char *target, int64 revision)
 							  e->config.request_timeout_ms, REQ_WATCH);
 }
 
+/* A promoting standby: leads once recovery has ended and the record says so. */
+static void
+step_promotion(Election *e, uint64 now)
+{
+	char		reason[LE_ERROR_LEN];
+
+	if (now >= e->promote_deadline)
+	{
+		if (e->promote_error[0] != '\0')
+			snprintf(reason, sizeof(reason), "it could not promote: %s", e->promote_error);
+		else
+			snprintf(reason, sizeof(reason),
+					 "its promotion did not finish within %d s",
+					 Max(e->config.lease_ttl_s, PROMOTE_MIN_S));
+		leave(e, reason, true);
+		return;
+	}
+	if (!e->replication.in_recovery && e->request == NULL && now >= e->retry_at)
+		send_record(e);
+}
+
+/*
+ * A replicated primary hands over: once no commit is in flight, the WAL
+ * written so far is what the successor must have flushed before the key
+ * goes.  Past the deadline it gives up, says why, and leads on.
+ */
+static void
+step_handover(Election *e, uint64 now)
+{
+	XLogRecPtr	flushed = InvalidXLogRecPtr;
+	bool		streams = false;
+	char		error[LE_ERROR_LEN];
+
+	if (!e->successor_known)
+	{
+		if (e->request == NULL && now >= e->retry_at)
+			e->request = etcd_range_candidates(e->client, e->config.prefix, 0,
+											   e->config.request_timeout_ms, REQ_SUCCESSOR);
+	}
+	else if (e->successor[0] == '\0')
+	{
+		enter(e, EP_RESIGNING);		/* nobody is next: nothing to wait for */
+		return;
+	}
+	else
+	{
+		if (e->handover_upto == InvalidXLogRecPtr && le_commits_in_flight() == 0)
+			e->handover_upto = replication_wal_end();
+		streams = replication_standby_flushed(e->successor, &flushed);
+		if (e->handover_upto != InvalidXLogRecPtr && streams && flushed >= e->handover_upto)
+		{
+			ereport(LOG,
+					(errmsg("leader_election: node \"%s\" hands over to \"%s\", which has flushed all WAL up to %X/%X",
+							e->config.node_name, e->successor,
+							LSN_FORMAT_ARGS(e->handover_upto))));
+			enter(e, EP_RESIGNING);
+			return;
+		}
+	}
+	if (now < e->handover_deadline)
+		return;
+
+	if (!e->successor_known)
+		snprintf(error, sizeof(error), "could not read the queue from etcd: %s", e->last_error);
+	else if (e->handover_upto == InvalidXLogRecPtr)
+		snprintf(error, sizeof(error), "commits were still in flight after %d ms",
+				 e->config.switchover_timeout_ms);
+	else if (!streams)
+		snprintf(error, sizeof(error),
+				 "the next in line, \"%s\", does not stream from this node (no walsender has application_name \"%s\")",
+				 e->successor, e->successor);
+	else
+		snprintf(error, sizeof(error),
+				 "the next in line, \"%s\", has flushed WAL up to %X/%X after %d ms; this primary's WAL ends at %X/%X",
+				 e->successor, LSN_FORMAT_ARGS(flushed), e->config.switchover_timeout_ms,
+				 LSN_FORMAT_ARGS(e->handover_upto));
+	ereport(WARNING,
+			(errmsg("leader_election: node \"%s\" could not hand over and leads on", e->config.node_name),
+			 errdetail("%s", error)));
+	drop_request(&e->request);
+	answer_resign(e, error);
+	enter(e, EP_LEADING);
+}
+
 void
 election_step(Election *e)
 {
@@ -491,6 +859,10 @@ election_step(Election *e)
 		leave(e, "its lease expired", false);
 	}
 
+	assess(e, now);
+	if (e->phase == EP_QUEUED && !e->eligible)
+		leave(e, e->ineligible_reason, true);
+
 	if (e->lease_id != 0 && e->nrenewals == 0 && now >= e->next_renewal)
 		send_renewal(e, now);
 	else if (e->nrenewals > 0 && now >= e->next_hedge &&
@@ -500,26 +872,40 @@ election_step(Election *e)
 		send_renewal(e, now);
 	}
 
+	if (e->phase == EP_PROMOTING)
+		step_promotion(e, now);
+	else if (e->phase == EP_HANDING_OVER)
+		step_handover(e, now);
+
 	if (now >= e->retry_at)
 	{
 		switch (e->phase)
 		{
 			case EP_NO_LEASE:
-				enter(e, EP_GRANTING);
+				enter(e, EP_OBSERVING);
+				break;
+			case EP_OBSERVING:
+				/* again after TTL/3, or at once when the node may now stand */
+				if (e->request == NULL && (now >= e->next_read || e->eligible))
+					enter(e, EP_OBSERVING);
 				break;
 			case EP_BACKING_OFF:
 				enter(e, retry_phase(e));
 				break;
+			case EP_PROMOTING:
 			case EP_LEADING:
+			case EP_HANDING_OVER:
 				if (e->watch == NULL && e->watch_from != 0)
 					watch_key(e, e->key, e->watch_from);
+				if (e->phase == EP_HANDING_OVER)
+					break;
 				/* FALLTHROUGH */
 			case EP_QUEUED:
 				if (e->refresh_due && e->request == NULL)
-					e->request = etcd_range_candidates(e->client, e->config.prefix,
-													   e->create_revision,
-													   e->config.request_timeout_ms,
-													   REQ_RANGE);
+					e->request = etcd_read_election(e->client, e->config.prefix,
+													e->create_revision, e->record_key,
+													e->config.request_timeout_ms,
+													REQ_RANGE);
 				break;
 			case EP_GRANTING:
 			case EP_CAMPAIGNING:
@@ -535,17 +921,20 @@ long
 election_next_timeout_ms(Election *e)
 {
 	uint64		now = le_clock_us();
-	uint64		next = 0;
+	/* replication state changes without telling: look at it regularly */
+	uint64		next = now + (uint64) (e->phase == EP_PROMOTING ||
+									   e->phase == EP_HANDING_OVER ?
+									   AWAIT_POLL_MS : REPLICATION_POLL_MS) * 1000;
 
 	if (e->lease_id != 0)
 	{
-		next = e->lease_valid_until;
+		next = Min(next, e->lease_valid_until);
 		next = Min(next, e->nrenewals == 0 ? e->next_renewal : e->next_hedge);
 	}
 	if (e->retry_at > now)
-		next = next ? Min(next, e->retry_at) : e->retry_at;
-	if (next == 0)
-		return -1;
+		next = Min(next, e->retry_at);
+	if (e->phase == EP_OBSERVING && e->next_read > now)
+		next = Min(next, e->next_read);
 	return next > now ? (long) ((next - now + 999) / 1000) : 0;
 }
 
@@ -620,7 +1009,7 @@ on_renewal_answer(Election *e, EtcdRequest *req)
 	cancel_renewals(e);
 	etcd_client_use_endpoint(e->client, req->endpoint);
 	extend_lease(e, req->started_us, ttl_s);
-	if (e->phase == EP_QUEUED || e->phase == EP_LEADING)
+	if (e->phase == EP_QUEUED || e->phase == EP_LEADING || e->phase == EP_PROMOTING)
 		e->refresh_due = true;
 }
 
@@ -644,16 +1033,54 @@ on_campaign_answer(Election *e, EtcdRequest *req)
 	enter(e, EP_LOOKING);
 }
 
-/* A range read answered, in "looking" or as a refresh: the queue decides. */
+/* The leader as a read of the whole election (or up to our key) shows it. */
+static void
+take_leader(Election *e, const EtcdCandidates *queue)
+{
+	e->leader_known = queue->count > 0;
+	if (!e->leader_known)
+		return;
+	strlcpy(e->leader_name, queue->keys[0].name, sizeof(e->leader_name));
+	e->fencing_token = queue->keys[0].create_revision;
+}
+
+/* Holding nothing, the node read the election: it campaigns if it may stand. */
+static void
+on_observe_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	EtcdElectionRead read;
+	uint64		now = le_clock_us();
+
+	if (e->phase != EP_OBSERVING)
+		return;
+	if (!etcd_read_election_result(req, e->config.prefix, &read, err))
+	{
+		note_failure(e, err, req);
+		e->leader_known = false;
+		return;
+	}
+	take_leader(e, &read.queue);
+	take_record(e, &read);
+	e->next_read = now + (uint64) e->config.lease_ttl_s * 1000000 / 3;
+	e->eligible = may_stand(e, now);
+	if (e->eligible)
+		enter(e, EP_GRANTING);
+	else
+		clear_failure(e);		/* this read is all an observer does */
+}
+
+/* A read answered, in "looking" or as a refresh: the queue decides. */
 static void
 on_range_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
-	EtcdCandidates queue;
+	EtcdElectionRead read;
 	EtcdKeyValue *own;
 	bool		first;
+	uint64		now = le_clock_us();
 
-	if (!etcd_range_candidates_result(req, e->config.prefix, &queue, err))
+	if (!etcd_read_election_result(req, e->config.prefix, &read, err))
 	{
 		note_failure(e, err, req);
 		if (e->phase == EP_LOOKING)
@@ -663,7 +1090,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 	e->refresh_due = false;
 
 	/* Our key must still be there with our revision: no phantom leader. */
-	own = queue.count > 0 ? &queue.keys[queue.count - 1] : NULL;
+	own = read.queue.count > 0 ? &read.queue.keys[read.queue.count - 1] : NULL;
 	if (own == NULL || strcmp(own->key, e->key) != 0 ||
 		own->create_revision != e->create_revision)
 	{
@@ -672,16 +1099,107 @@ on_range_answer(Election *e, EtcdRequest *req)
 	}
 
 	clear_failure(e);
-	first = (queue.count == 1);
-	e->queue_position = queue.count - 1;
-	e->leader_known = true;
-	strlcpy(e->leader_name, queue.keys[0].name, sizeof(e->leader_name));
-	e->fencing_token = queue.keys[0].create_revision;
-	enter(e, first ? EP_LEADING : EP_QUEUED);
+	take_record(e, &read);
+	first = (read.queue.count == 1);
+	e->queue_position = read.queue.count - 1;
+	take_leader(e, &read.queue);
+	if (!first)
+		e->followed_leader = true;
 
-	/* The leader watches its own key; everyone else its predecessor. */
-	watch_key(e, first ? e->key : queue.keys[queue.count - 2].key,
-			  queue.revision + 1);
+	if (e->phase == EP_LEADING && first)
+	{
+		/* a record naming another primary means someone took over */
+		if (e->record.exists &&
+			!cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		{
+			leave(e, "the cluster record names another primary", true);
+			return;
+		}
+	}
+	else if (e->phase != EP_PROMOTING || !first)
+	{
+		/* a node about to queue or take over must still stand */
+		e->eligible = may_stand(e, now);
+		if (!e->eligible)
+		{
+			leave(e, e->ineligible_reason, true);
+			return;
+		}
+		if (first && e->replication.in_recovery && !e->followed_leader)
+		{
+			leave(e, "a standby takes over only from a leader it queued behind", true);
+			return;
+		}
+		enter(e, !first ? EP_QUEUED :
+			  e->replication.in_recovery ? EP_PROMOTING : EP_LEADING);
+	}
+
+	/* The first in line watches its own key; everyone else its predecessor. */
+	watch_key(e, first ? e->key : read.queue.keys[read.queue.count - 2].key,
+			  read.queue.revision + 1);
+
+	/* a leading primary with a standby records the cluster */
+	if (e->phase == EP_LEADING && e->request == NULL &&
+		!cluster_record_names(&e->record, &e->replication, e->config.node_name) &&
+		replication_has_standby())
+		send_record(e);
+}
+
+/* The leader wrote (or could not write) the cluster record. */
+static void
+on_record_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	bool		succeeded;
+
+	if (!etcd_txn_result(req, &succeeded, err))
+	{
+		note_failure(e, err, req);	/* retried at the retry time */
+		return;
+	}
+	if (!succeeded)
+	{
+		if (holds_first_place(e->phase))
+			leave(e, "its key is no longer first in line", false);
+		return;
+	}
+	e->record.exists = true;
+	e->record.readable = true;
+	e->record.system_identifier = e->replication.system_identifier;
+	e->record.timeline = e->replication.timeline;
+	strlcpy(e->record.node, e->config.node_name, sizeof(e->record.node));
+	ereport(LOG,
+			(errmsg("leader_election: node \"%s\" recorded itself as the cluster's primary on timeline %u",
+					e->config.node_name, e->record.timeline),
+			 errdetail("Key \"%s\", system identifier " UINT64_FORMAT ".",
+					   e->record_key, e->record.system_identifier)));
+	if (e->phase == EP_PROMOTING)
+		enter(e, EP_LEADING);
+}
+
+/* A handing-over leader learnt who is next in line. */
+static void
+on_successor_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	EtcdCandidates queue;
+
+	if (e->phase != EP_HANDING_OVER)
+		return;
+	if (!etcd_range_candidates_result(req, e->config.prefix, &queue, err))
+	{
+		note_failure(e, err, req);	/* step_handover() asks again */
+		return;
+	}
+	if (queue.count == 0 || strcmp(queue.keys[0].key, e->key) != 0 ||
+		queue.keys[0].create_revision != e->create_revision)
+	{
+		leave(e, "its key was deleted", false);
+		return;
+	}
+	e->successor_known = true;
+	if (queue.count > 1)
+		strlcpy(e->successor, queue.keys[1].name, sizeof(e->successor));
 }
 
 /* Reads whatever the watch stream has delivered. */
@@ -700,7 +1218,7 @@ on_watch_messages(Election *e)
 			case ETCD_WATCH_OTHER:
 				break;
 			case ETCD_WATCH_DELETED:
-				if (e->phase == EP_LEADING)
+				if (holds_first_place(e->phase))
 					leave(e, "its key was deleted", false);
 				else
 					enter(e, EP_LOOKING);
@@ -709,16 +1227,16 @@ on_watch_messages(Election *e)
 				/* e.g. compaction: the key may or may not be gone; read again */
 				cancel_watch(e);
 				e->watch_from = 0;
-				if (e->phase == EP_LEADING)
+				if (holds_first_place(e->phase))
 					e->refresh_due = true;
 				else
 					enter(e, EP_LOOKING);
 				return;
 			case ETCD_WATCH_BROKEN:
-				/* the leader re-watches from watch_from at the retry time */
+				/* the first in line re-watches from watch_from at the retry time */
 				note_failure(e, err, e->watch);
 				cancel_watch(e);
-				if (e->phase != EP_LEADING)
+				if (!holds_first_place(e->phase))
 					enter(e, EP_BACKING_OFF);
 				return;
 		}
@@ -760,8 +1278,17 @@ election_process(Election *e)
 			case REQ_CAMPAIGN:
 				on_campaign_answer(e, req);
 				break;
+			case REQ_OBSERVE:
+				on_observe_answer(e, req);
+				break;
 			case REQ_RANGE:
 				on_range_answer(e, req);
+				break;
+			case REQ_SUCCESSOR:
+				on_successor_answer(e, req);
+				break;
+			case REQ_RECORD:
+				on_record_answer(e, req);
 				break;
 			case REQ_WATCH:
 				/* the stream ended: its last messages, then BROKEN, end it */
@@ -786,16 +1313,47 @@ election_resign(Election *e, uint32 request_id)
 	e->resign_request = request_id;
 	e->resign_waiting = true;
 	if (e->phase == EP_LEADING)
-		enter(e, EP_RESIGNING);
-	else if (e->phase != EP_RESIGNING)
-		answer_resign(e);
+		enter(e, replicated(e) ? EP_HANDING_OVER : EP_RESIGNING);
+	else if (e->phase != EP_RESIGNING && e->phase != EP_HANDING_OVER)
+		answer_resign(e, NULL);
+}
+
+/*
+ * A replicated primary that stops (fast or smart shutdown) lets its standbys
+ * flush everything it wrote before it gives up its key, so that the one that
+ * takes over loses nothing; bounded by switchover_timeout.  Its walsenders
+ * keep running until PostgreSQL's shutdown checkpoint.
+ */
+static void
+let_standbys_catch_up(Election *e)
+{
+	uint64		deadline = le_clock_us() + (uint64) e->config.switchover_timeout_ms * 1000;
+	XLogRecPtr	upto = InvalidXLogRecPtr;
+
+	le_shared_clear_leadership();
+	while (le_clock_us() < deadline)
+	{
+		if (upto == InvalidXLogRecPtr && le_commits_in_flight() == 0)
+			upto = replication_wal_end();
+		if (upto != InvalidXLogRecPtr && replication_standbys_behind(upto) == 0)
+			return;
+		pg_usleep(AWAIT_POLL_MS * 1000L);
+	}
+	ereport(LOG,
+			(errmsg("leader_election: node \"%s\" stops before its standbys flushed all its WAL",
+					e->config.node_name),
+			 errdetail("It waited leader_election.switchover_timeout (%d ms).",
+					   e->config.switchover_timeout_ms)));
 }
 
 void
-election_shutdown(Election *e, const char *reason)
+election_shutdown(Election *e, const char *reason, bool postmaster_alive)
 {
 	uint64		deadline;
 
+	e->shutting_down = true;
+	if (postmaster_alive && e->phase == EP_LEADING && replicated(e))
+		let_standbys_catch_up(e);
 	leave(e, reason, true);
 	publish(e);
 	deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;

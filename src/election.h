@@ -18,6 +18,9 @@ typedef struct ElectionConfig
 	char		node_name[LE_NAME_LEN];
 	int			lease_ttl_s;
 	int			request_timeout_ms;
+	bool		candidate;
+	int64		max_lag_bytes;
+	int			switchover_timeout_ms;
 } ElectionConfig;
 
 typedef struct Election Election;
@@ -45,19 +48,23 @@ extern long election_next_timeout_ms(Election *e);
 
 /*
  * A backend asked to resign (request_id from le_resign_requested()).  A
- * leader stops leading at once, deletes its key (compared by create
- * revision), revokes its lease and rejoins at the tail with a new one; the
- * request is answered once the delete is answered.  A node that does not
- * lead answers at once.
+ * leader stops leading at once.  A replicated primary then waits, at most
+ * switchover_timeout, until the next in line has flushed all its WAL; if it
+ * does not, the request is answered with the reason and the node leads on.
+ * Then it deletes its key (compared by create revision), revokes its lease
+ * and rejoins at the tail with a new one; the request is answered once the
+ * delete is answered.  A node that does not lead answers at once.
  */
 extern void election_resign(Election *e, uint32 request_id);
 
 /*
  * Leaves the election for good: stops claiming leadership in shared memory
- * first, then deletes the key and revokes the lease, waiting at most the
- * request timeout for etcd to confirm.  Never waits on the latch or on
- * postmaster death, so it works for an orphaned worker too.
+ * first, lets a replicated primary's standbys catch up (if the postmaster
+ * is alive, bounded by switchover_timeout), then deletes the key and
+ * revokes the lease, waiting at most the request timeout for etcd to
+ * confirm.  Never waits on the latch or on postmaster death, so it works
+ * for an orphaned worker too.
  */
-extern void election_shutdown(Election *e, const char *reason);
+extern void election_shutdown(Election *e, const char *reason, bool postmaster_alive);
 
 #endif

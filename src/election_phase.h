@@ -9,12 +9,15 @@
 
 typedef enum ElectionPhase
 {
-	EP_NO_LEASE,				/* holds nothing; grants a lease at retry time */
+	EP_NO_LEASE,				/* holds nothing; reads the election at retry time */
+	EP_OBSERVING,				/* holds nothing; reads the election, stands when eligible */
 	EP_GRANTING,				/* lease grant in flight */
 	EP_CAMPAIGNING,				/* holds a lease; campaign txn in flight */
 	EP_LOOKING,					/* holds lease and key; range read in flight */
 	EP_QUEUED,					/* behind another key; watches its predecessor */
+	EP_PROMOTING,				/* first in line, a standby: ends recovery first */
 	EP_LEADING,					/* first in line; watches its own key */
+	EP_HANDING_OVER,			/* fenced leader; waits for its successor's WAL */
 	EP_RESIGNING,				/* gave up leading; key delete in flight */
 	EP_BACKING_OFF				/* holds a lease; waits to retry after a failure */
 } ElectionPhase;

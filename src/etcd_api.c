@@ -153,23 +153,82 @@ etcd_campaign(EtcdClient *c, const char *key, const char *value,
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
+/* The range read of the candidates' keys, oldest first (a RangeRequest). */
+static cJSON *
+candidates_range(const char *prefix, int64 max_create_revision)
+{
+	cJSON	   *range = new_object();
+	char	   *from = psprintf("%s/", prefix);
+	char	   *to = psprintf("%s0", prefix);	/* '0' follows '/' */
+
+	add_base64(range, "key", from, strlen(from));
+	add_base64(range, "range_end", to, strlen(to));
+	cJSON_AddStringToObject(range, "sort_order", "ASCEND");
+	cJSON_AddStringToObject(range, "sort_target", "CREATE");
+	if (max_create_revision > 0)
+		add_int64(range, "max_create_revision", max_create_revision);
+	pfree(from);
+	pfree(to);
+	return range;
+}
+
 EtcdRequest *
 etcd_range_candidates(EtcdClient *c, const char *prefix, int64 max_create_revision,
 					  int timeout_ms, int tag)
 {
-	cJSON	   *body = new_object();
-	char	   *from = psprintf("%s/", prefix);
-	char	   *to = psprintf("%s0", prefix);	/* '0' follows '/' */
+	return post_and_free(c, ETCD_PATH_RANGE, candidates_range(prefix, max_create_revision),
+						 timeout_ms, timeout_ms, tag);
+}
 
-	add_base64(body, "key", from, strlen(from));
-	add_base64(body, "range_end", to, strlen(to));
-	cJSON_AddStringToObject(body, "sort_order", "ASCEND");
-	cJSON_AddStringToObject(body, "sort_target", "CREATE");
-	if (max_create_revision > 0)
-		add_int64(body, "max_create_revision", max_create_revision);
+EtcdRequest *
+etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
+				   const char *record_key, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
+	cJSON	   *queue_op = new_object();
+	cJSON	   *record_op = new_object();
+	cJSON	   *record = new_object();
+
+	/* a txn without compares: both reads at one revision */
+	cJSON_AddItemToObject(queue_op, "request_range",
+						  candidates_range(prefix, max_create_revision));
+	cJSON_AddItemToArray(success, queue_op);
+	add_base64(record, "key", record_key, strlen(record_key));
+	cJSON_AddItemToObject(record_op, "request_range", record);
+	cJSON_AddItemToArray(success, record_op);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
+				  int64 create_revision, const char *key, const char *value,
+				  int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *compares = create_revision_compare(own_key, create_revision);
+	cJSON	   *first = new_object();
+	cJSON	   *put = new_object();
+	cJSON	   *put_op = new_object();
+	char	   *from = psprintf("%s/", prefix);
+	char	   *to = psprintf("%s0", prefix);
+
+	/* every candidate's key is at least as young as ours: ours leads */
+	add_base64(first, "key", from, strlen(from));
+	add_base64(first, "range_end", to, strlen(to));
+	cJSON_AddStringToObject(first, "target", "CREATE");
+	cJSON_AddStringToObject(first, "result", "GREATER");
+	add_int64(first, "create_revision", create_revision - 1);
+	cJSON_AddItemToArray(compares, first);
+	cJSON_AddItemToObject(body, "compare", compares);
+
+	add_base64(put, "key", key, strlen(key));
+	add_base64(put, "value", value, strlen(value));
+	cJSON_AddItemToObject(put_op, "request_put", put);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), put_op);
 	pfree(from);
 	pfree(to);
-	return post_and_free(c, ETCD_PATH_RANGE, body, timeout_ms, timeout_ms, tag);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *
@@ -431,12 +490,15 @@ etcd_campaign_result(EtcdRequest *req, int64 *create_revision, char *err)
 	return true;
 }
 
-bool
-etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
-							 EtcdCandidates *candidates, char *err)
+/*
+ * The candidates of a range answer (a RangeResponse object) at revision;
+ * false with err set if anything in it is not what the read asked for.
+ */
+static bool
+parse_candidates(const cJSON *range, int64 revision, const char *prefix,
+				 EtcdRequest *req, EtcdCandidates *candidates, char *err)
 {
-	cJSON	   *json = answer_json(req, err);
-	const cJSON *kvs;
+	const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(range, "kvs");
 	const cJSON *kv;
 	size_t		prefix_len = strlen(prefix);
 	int			i = 0;
@@ -444,14 +506,9 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 	size_t		key_len;
 	size_t		value_len;
 
-	if (json == NULL)
-		return false;
-	if (!get_int64(cJSON_GetObjectItemCaseSensitive(json, "header"), "revision",
-				   &candidates->revision) || candidates->revision <= 0)
-		return malformed(json, req, "range without a valid header revision", err);
-	kvs = cJSON_GetObjectItemCaseSensitive(json, "kvs");
+	candidates->revision = revision;
 	if (kvs != NULL && !cJSON_IsArray(kvs))
-		return malformed(json, req, "range with kvs that are not an array", err);
+		return malformed(NULL, req, "range with kvs that are not an array", err);
 	candidates->count = cJSON_GetArraySize(kvs);
 	candidates->keys = palloc0(sizeof(EtcdKeyValue) * Max(candidates->count, 1));
 	cJSON_ArrayForEach(kv, kvs)
@@ -461,21 +518,105 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 		k->key = get_base64(kv, "key", &key_len);
 		value = get_base64(kv, "value", &value_len);
 		if (k->key == NULL || value == NULL)
-			return malformed(json, req, "key or value is not base64", err);
+			return malformed(NULL, req, "key or value is not base64", err);
 		if (strlen(k->key) != key_len)
-			return malformed(json, req, "key with a NUL byte", err);
+			return malformed(NULL, req, "key with a NUL byte", err);
 		k->name = palloc(LE_NAME_LEN);
 		le_printable(value, value_len, k->name, LE_NAME_LEN);
 		if (strncmp(k->key, prefix, prefix_len) != 0 || k->key[prefix_len] != '/')
-			return malformed(json, req, "key outside the election prefix", err);
+			return malformed(NULL, req, "key outside the election prefix", err);
 		if (!get_int64(kv, "create_revision", &k->create_revision) ||
-			k->create_revision <= 0 || k->create_revision > candidates->revision ||
+			k->create_revision <= 0 || k->create_revision > revision ||
 			!get_int64(kv, "lease", &k->lease))
-			return malformed(json, req, "key with an invalid revision or lease", err);
+			return malformed(NULL, req, "key with an invalid revision or lease", err);
 		if (i > 0 && k->create_revision <= candidates->keys[i - 1].create_revision)
-			return malformed(json, req, "keys not in create-revision order", err);
+			return malformed(NULL, req, "keys not in create-revision order", err);
 		i++;
 	}
+	return true;
+}
+
+/* The store revision in an answer's header, which every answer must have. */
+static bool
+header_revision(const cJSON *json, int64 *revision)
+{
+	return get_int64(cJSON_GetObjectItemCaseSensitive(json, "header"), "revision",
+					 revision) && *revision > 0;
+}
+
+bool
+etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
+							 EtcdCandidates *candidates, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	int64		revision;
+	bool		ok;
+
+	if (json == NULL)
+		return false;
+	if (!header_revision(json, &revision))
+		return malformed(json, req, "range without a valid header revision", err);
+	ok = parse_candidates(json, revision, prefix, req, candidates, err);
+	cJSON_Delete(json);
+	return ok;
+}
+
+bool
+etcd_read_election_result(EtcdRequest *req, const char *prefix,
+						  EtcdElectionRead *read, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	const cJSON *responses;
+	const cJSON *record_range;
+	const cJSON *record_kvs;
+	int64		revision;
+
+	if (json == NULL)
+		return false;
+	if (!header_revision(json, &revision))
+		return malformed(json, req, "txn without a valid header revision", err);
+	responses = cJSON_GetObjectItemCaseSensitive(json, "responses");
+	if (!get_bool(json, "succeeded") || cJSON_GetArraySize(responses) != 2)
+		return malformed(json, req, "read of the election without its two answers", err);
+	if (!parse_candidates(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(responses, 0),
+														   "response_range"),
+						  revision, prefix, req, &read->queue, err))
+	{
+		cJSON_Delete(json);
+		return false;
+	}
+
+	record_range = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(responses, 1),
+													"response_range");
+	record_kvs = cJSON_GetObjectItemCaseSensitive(record_range, "kvs");
+	if (!cJSON_IsObject(record_range) || (record_kvs != NULL && !cJSON_IsArray(record_kvs)) ||
+		cJSON_GetArraySize(record_kvs) > 1)
+		return malformed(json, req, "read of the cluster record without a range answer", err);
+	read->record_found = cJSON_GetArraySize(record_kvs) == 1;
+	read->record_value = NULL;
+	read->record_len = 0;
+	if (read->record_found)
+	{
+		read->record_value = get_base64(cJSON_GetArrayItem(record_kvs, 0), "value",
+										&read->record_len);
+		if (read->record_value == NULL)
+			return malformed(json, req, "cluster record value is not base64", err);
+	}
+	cJSON_Delete(json);
+	return true;
+}
+
+bool
+etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	int64		revision;
+
+	if (json == NULL)
+		return false;
+	if (!header_revision(json, &revision))
+		return malformed(json, req, "txn without a valid header revision", err);
+	*succeeded = get_bool(json, "succeeded");
 	cJSON_Delete(json);
 	return true;
 }

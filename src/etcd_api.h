@@ -56,6 +56,34 @@ extern EtcdRequest *etcd_range_candidates(EtcdClient *c, const char *prefix,
 extern bool etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 										 EtcdCandidates *candidates, char *err);
 
+/*
+ * One read of the election at one revision: the candidates (as
+ * etcd_range_candidates) and the value of record_key, if it exists.
+ */
+typedef struct EtcdElectionRead
+{
+	EtcdCandidates queue;
+	bool		record_found;
+	char	   *record_value;	/* palloc'd, record_len bytes (NUL-terminated) */
+	size_t		record_len;
+} EtcdElectionRead;
+
+extern EtcdRequest *etcd_read_election(EtcdClient *c, const char *prefix,
+									   int64 max_create_revision, const char *record_key,
+									   int timeout_ms, int tag);
+extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
+									  EtcdElectionRead *read, char *err);
+
+/*
+ * Puts key = value only while own_key, created at create_revision, is the
+ * oldest key under prefix + "/": only the leader writes.
+ */
+extern EtcdRequest *etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
+									  int64 create_revision, const char *key,
+									  const char *value, int timeout_ms, int tag);
+/* A txn was answered: *succeeded says whether its compares held. */
+extern bool etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err);
+
 /* Deletes key only if its create revision is still create_revision. */
 extern EtcdRequest *etcd_delete_if_created(EtcdClient *c, const char *key,
 										   int64 create_revision, int timeout_ms, int tag);

@@ -43,6 +43,11 @@
  * decided at that snapshot that it was read-only (SERIALIZABLE skips
  * conflict tracking for it), so letting it write would break isolation.
  *
+ * Commits in flight.  A handover must know when the last commit the old
+ * leadership allowed has written its record: every transaction with an xid
+ * is counted in shared memory from just before its commit-time check until
+ * it has committed or aborted (see shared_state.h for the ordering).
+ *
  * Every check compares the leadership deadline with the clock; the leader
  * pays two atomic reads and one clock read per statement and call site.
  */
@@ -80,9 +85,9 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 
 /*
- * The fence's state in this backend.  The first eight fields describe the
- * current transaction: enter_statement() sets them, and forget_transaction()
- * resets them when it ends.  The last three describe statements
+ * The fence's state in this backend.  The first nine fields describe the
+ * current transaction: enter_statement() and the commit callback set them,
+ * and they are reset when it ends.  The last three describe statements
  * now executing and are kept across the commits that VACUUM, ANALYZE or a
  * procedure make inside one statement; each hook that raises one lowers it
  * again, on error too.
@@ -104,6 +109,8 @@ static struct
 	uint64		write_term;
 	/* SET TRANSACTION SNAPSHOT: its snapshot may be older than the term */
 	bool		imported_snapshot;
+	/* counted in commits_in_flight from its commit-time check to its end */
+	bool		commit_counted;
 
 	/* fenced statements now executing (their hooks' PG_TRY blocks) */
 	int			fenced_depth;
@@ -640,20 +647,36 @@ check_commit(bool prepare)
 	}
 }
 
+/* Counted before the check reads the deadline: see shared_state.h. */
+static void
+count_commit(void)
+{
+	if (fence.commit_counted || !le_fence_applies() ||
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	fence.commit_counted = true;
+	le_commit_begin();
+}
+
 static void
 fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			count_commit();
 			check_commit(false);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
+			count_commit();
 			check_commit(true);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			if (fence.commit_counted)
+				le_commit_end();
+			fence.commit_counted = false;
 			forget_transaction();
 			break;
 		default:

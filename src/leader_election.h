@@ -14,6 +14,9 @@ extern char *le_prefix;
 extern char *le_node_name;
 extern int	le_lease_ttl;
 extern int	le_request_timeout;
+extern bool le_candidate;
+extern int	le_max_lag_on_failover;	/* kB */
+extern int	le_switchover_timeout;	/* ms */
 
 /* leader_election.endpoints as parsed by its check hook. */
 extern const EtcdEndpoints *le_endpoint_list;

@@ -27,6 +27,9 @@ char	   *le_prefix = NULL;
 char	   *le_node_name = NULL;
 int			le_lease_ttl = 10;
 int			le_request_timeout = 1000;
+bool		le_candidate = true;
+int			le_max_lag_on_failover = 1024;
+int			le_switchover_timeout = 5000;
 
 const EtcdEndpoints *le_endpoint_list = NULL;
 
@@ -219,6 +222,9 @@ le_current_config(ElectionConfig *config)
 	}
 	config->lease_ttl_s = le_lease_ttl;
 	config->request_timeout_ms = le_request_timeout;
+	config->candidate = le_candidate;
+	config->max_lag_bytes = (int64) le_max_lag_on_failover * 1024;
+	config->switchover_timeout_ms = le_switchover_timeout;
 }
 
 void
@@ -270,6 +276,27 @@ _PG_init(void)
 							NULL,
 							&le_request_timeout,
 							1000, 100, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("leader_election.candidate",
+							 "Whether this node stands in the election.",
+							 "off: it shows the election but never campaigns, so it is never promoted.",
+							 &le_candidate,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("leader_election.max_lag_on_failover",
+							"WAL a standby may have left to receive and still stand in the election.",
+							"A streaming standby further behind its upstream leaves the queue until it catches up.",
+							&le_max_lag_on_failover,
+							1024, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("leader_election.switchover_timeout",
+							"How long leader_resign() on a primary waits for the next in line to catch up.",
+							"If it does not, the resign fails and the primary leads on.",
+							&le_switchover_timeout,
+							5000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("leader_election.fence_writes",

@@ -40,6 +40,7 @@ reset_view(LeaderView *view)
 	view->phase = EP_NO_LEASE;
 	view->role = LE_ROLE_DISCONNECTED;
 	view->queue_position = -1;
+	view->wal_lag_bytes = -1;
 }
 
 static void
@@ -59,6 +60,7 @@ le_shmem_startup(void)
 		pg_atomic_init_u64(&le_shared->term, 0);
 		pg_atomic_init_u64(&le_shared->term_since, 0);
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
+		pg_atomic_init_u32(&le_shared->commits_in_flight, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
 		le_shared->worker_procno = -1;
@@ -105,6 +107,7 @@ detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	reset_view(&le_shared->view);
 	/* nobody is left to serve them */
 	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
+	le_shared->resign_error[0] = '\0';
 	LWLockRelease(&le_shared->lock);
 	ConditionVariableBroadcast(&le_shared->changed);
 }
@@ -161,6 +164,27 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 	return changed;
 }
 
+/* ---- commits in flight ---- */
+
+void
+le_commit_begin(void)
+{
+	pg_atomic_fetch_add_u32(&le_shared->commits_in_flight, 1);
+}
+
+void
+le_commit_end(void)
+{
+	pg_atomic_fetch_sub_u32(&le_shared->commits_in_flight, 1);
+}
+
+uint32
+le_commits_in_flight(void)
+{
+	/* the worker cleared leadership with a full barrier just before */
+	return pg_atomic_read_u32(&le_shared->commits_in_flight);
+}
+
 /* ---- backends' side ---- */
 
 void
@@ -187,10 +211,13 @@ le_shared_snapshot(LeaderView *view, uint64 *valid_until_us, TimestampTz *role_s
  * reached its id (compared as a wrapping 32-bit difference) or when no worker
  * runs: a worker that exits answers everything (detach_worker), and a new
  * worker voids requests from before its time (le_shared_attach_worker).
+ * A worker that could not hand over (its successor did not catch up) leaves
+ * the reason in resign_error with its answer; every backend it answers
+ * reports it.
  */
 
-void
-le_resign_request_and_wait(void)
+bool
+le_resign_request_and_wait(char *error)
 {
 	uint32		request = pg_atomic_add_fetch_u32(&le_shared->resign_requests, 1);
 	int			worker_procno;
@@ -209,12 +236,15 @@ le_resign_request_and_wait(void)
 		LWLockAcquire(&le_shared->lock, LW_SHARED);
 		served = (int32) (le_shared->resigns_done - request) >= 0 ||
 			le_shared->worker_procno < 0;
+		if (served)
+			strlcpy(error, le_shared->resign_error, LE_ERROR_LEN);
 		LWLockRelease(&le_shared->lock);
 		if (served)
 			break;
 		ConditionVariableTimedSleep(&le_shared->changed, 1000, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
+	return error[0] == '\0';
 }
 
 bool
@@ -230,10 +260,11 @@ le_resign_requested(uint32 *request_id)
 }
 
 void
-le_resign_answered(uint32 request_id)
+le_resign_answered(uint32 request_id, const char *error)
 {
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	le_shared->resigns_done = request_id;
+	strlcpy(le_shared->resign_error, error ? error : "", LE_ERROR_LEN);
 	LWLockRelease(&le_shared->lock);
 	ConditionVariableBroadcast(&le_shared->changed);
 }

@@ -24,9 +24,16 @@
  *   starts leading writes the view (leader, fencing token) first and sets
  *   valid_until_us after it, so a backend that sees leadership also sees the
  *   view that goes with it.
- * - Everything else (the view, the worker's procno, resigns_done) is read and
- *   written under the LWLock.  resign_requests is an atomic counter that
- *   backends bump; see "The resign handshake" in shared_state.c.
+ * - Everything else (the view, the worker's procno, resigns_done and
+ *   resign_error) is read and written under the LWLock.  resign_requests is
+ *   an atomic counter that backends bump; see "The resign handshake" in
+ *   shared_state.c.
+ * - commits_in_flight counts the leader's transactions between their
+ *   commit-time check and the end of their commit.  A backend bumps it
+ *   before it reads the leadership deadline, and the worker clears the
+ *   deadline before it reads the count (both full barriers): so once the
+ *   worker has cleared leadership and seen the count at zero, no commit that
+ *   passed the check is still to write its commit record.
  * - The condition variable is broadcast whenever the role changes or a resign
  *   request is answered.
  */
@@ -48,8 +55,10 @@
 typedef enum LeaderRole
 {
 	LE_ROLE_DISCONNECTED,		/* no lease or no place in the queue */
-	LE_ROLE_FOLLOWER,			/* queued behind another candidate */
-	LE_ROLE_LEADER				/* first in the queue, lease valid */
+	LE_ROLE_FOLLOWER,			/* knows the leader; queued behind it, or observing */
+	LE_ROLE_PROMOTING,			/* first in the queue, a standby becoming primary */
+	LE_ROLE_RESIGNING,			/* first in the queue, handing over */
+	LE_ROLE_LEADER				/* first in the queue, lease valid, writable */
 } LeaderRole;
 
 /*
@@ -72,6 +81,12 @@ typedef struct LeaderView
 	int64		own_create_revision;
 	char		endpoint[LE_URL_LEN];
 	char		last_error[LE_ERROR_LEN];	/* empty when healthy */
+	/* this node in streaming replication, and whether it may stand */
+	bool		in_recovery;
+	uint32		timeline;
+	int64		wal_lag_bytes;	/* standbys; -1 on a primary */
+	bool		eligible;
+	char		ineligible_reason[LE_ERROR_LEN];	/* empty when eligible */
 } LeaderView;
 
 typedef struct LeaderShared
@@ -80,11 +95,13 @@ typedef struct LeaderShared
 	pg_atomic_uint64 term;		/* fencing token of the leadership it ends */
 	pg_atomic_uint64 term_since;	/* TimestampTz at which that term began */
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
+	pg_atomic_uint32 commits_in_flight; /* leader's commits past their check */
 	ConditionVariable changed;
 
 	LWLock		lock;			/* guards everything below */
 	int			worker_procno;	/* for SetLatch; -1 while no worker runs */
 	uint32		resigns_done;	/* last resign request the worker answered */
+	char		resign_error[LE_ERROR_LEN]; /* why it failed; empty: it did not */
 	TimestampTz role_since;
 	LeaderView	view;
 } LeaderShared;
@@ -163,15 +180,29 @@ extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us,
 extern void le_shared_snapshot(LeaderView *view, uint64 *valid_until_us,
 							   TimestampTz *role_since);
 
+/* ---- commits in flight (backends count, the worker waits) ---- */
+
+/* A transaction with an xid is about to be checked and commit. */
+extern void le_commit_begin(void);
+/* ... and its commit (or abort) is over. */
+extern void le_commit_end(void);
+extern uint32 le_commits_in_flight(void);
+
 /* ---- the resign handshake (both sides; see shared_state.c) ---- */
 
-/* Backend: asks the worker to resign and waits until it has. */
-extern void le_resign_request_and_wait(void);
+/*
+ * Backend: asks the worker to resign and waits until it has.  False if the
+ * worker could not hand over; error (LE_ERROR_LEN) says why.
+ */
+extern bool le_resign_request_and_wait(char *error);
 
 /* Worker: a request not seen before, if any (its id in *request_id). */
 extern bool le_resign_requested(uint32 *request_id);
 
-/* Worker: request_id (and every earlier one) has been served. */
-extern void le_resign_answered(uint32 request_id);
+/*
+ * Worker: request_id (and every earlier one) has been served; error is
+ * NULL, or why the node could not hand over and leads on.
+ */
+extern void le_resign_answered(uint32 request_id, const char *error);
 
 #endif

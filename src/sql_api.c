@@ -96,6 +96,11 @@ enum
 	STATUS_LAST_ERROR,
 	STATUS_ROLE_SINCE,
 	STATUS_PHASE,
+	STATUS_IN_RECOVERY,
+	STATUS_TIMELINE,
+	STATUS_WAL_LAG_BYTES,
+	STATUS_ELIGIBLE,
+	STATUS_INELIGIBLE_REASON,
 	STATUS_COLUMNS
 };
 
@@ -108,6 +113,10 @@ role_name(LeaderRole role)
 			return "leader";
 		case LE_ROLE_FOLLOWER:
 			return "follower";
+		case LE_ROLE_PROMOTING:
+			return "promoting";
+		case LE_ROLE_RESIGNING:
+			return "resigning";
 		case LE_ROLE_DISCONNECTED:
 			break;
 	}
@@ -141,7 +150,7 @@ leader_status(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("leader_status() of the installed extension has %d columns, the library expects %d",
 						tupdesc->natts, STATUS_COLUMNS),
-				 errhint("The extension's SQL objects come from another build: drop the extension and create it again.")));
+				 errhint("Update the extension's SQL objects: ALTER EXTENSION leader_election UPDATE.")));
 
 	le_shared_snapshot(&view, &valid_until, &role_since);
 	now = le_clock_us();
@@ -175,6 +184,17 @@ leader_status(PG_FUNCTION_ARGS)
 		set_column(values, nulls, STATUS_LAST_ERROR, CStringGetTextDatum(view.last_error));
 	set_column(values, nulls, STATUS_ROLE_SINCE, TimestampTzGetDatum(role_since));
 	set_column(values, nulls, STATUS_PHASE, CStringGetTextDatum(election_phase_name(view.phase)));
+	if (view.timeline != 0)
+	{
+		set_column(values, nulls, STATUS_IN_RECOVERY, BoolGetDatum(view.in_recovery));
+		set_column(values, nulls, STATUS_TIMELINE, Int32GetDatum((int32) view.timeline));
+		set_column(values, nulls, STATUS_ELIGIBLE, BoolGetDatum(view.eligible));
+	}
+	if (view.wal_lag_bytes >= 0)
+		set_column(values, nulls, STATUS_WAL_LAG_BYTES, Int64GetDatum(view.wal_lag_bytes));
+	if (view.ineligible_reason[0] != '\0')
+		set_column(values, nulls, STATUS_INELIGIBLE_REASON,
+				   CStringGetTextDatum(view.ineligible_reason));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -268,9 +288,16 @@ leader_candidates(PG_FUNCTION_ARGS)
 Datum
 leader_resign(PG_FUNCTION_ARGS)
 {
+	char		error[LE_ERROR_LEN];
+
 	le_require_preload();
 	if (!le_is_leader_now())
 		PG_RETURN_BOOL(false);
-	le_resign_request_and_wait();
+	if (!le_resign_request_and_wait(error))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not hand over leadership: this node leads on"),
+				 errdetail("%s", error),
+				 errhint("Check the next standby's replication, or raise leader_election.switchover_timeout.")));
 	PG_RETURN_BOOL(true);
 }

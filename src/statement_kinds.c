@@ -207,6 +207,27 @@ ends_transaction(Node *stmt)
 	}
 }
 
+/*
+ * The functions whose signature an update script of ours replaces: it
+ * drops them (without CASCADE) before creating them anew.
+ */
+static bool
+drops_replaced_function(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt->removeType != OBJECT_FUNCTION || stmt->behavior == DROP_CASCADE)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		ObjectWithArgs *func = lfirst(lc);
+
+		if (strcmp(strVal(llast(func->objname)), "leader_status") != 0)
+			return false;
+	}
+	return true;
+}
+
 bool
 is_extension_script_statement(Node *stmt)
 {
@@ -216,6 +237,8 @@ is_extension_script_statement(Node *stmt)
 		case T_CommentStmt:
 		case T_GrantStmt:
 			return true;
+		case T_DropStmt:
+			return drops_replaced_function((DropStmt *) stmt);
 		default:
 			return false;
 	}

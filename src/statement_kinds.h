@@ -22,7 +22,7 @@ extern bool is_temp_relation_ddl(Node *stmt);
  */
 extern bool is_own_extension_ddl(Node *stmt);
 
-/* A statement of the kinds leader_election's own install script runs. */
+/* A statement of the kinds leader_election's own install and update scripts run. */
 extern bool is_extension_script_statement(Node *stmt);
 
 /*

@@ -59,7 +59,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 		if (ShutdownRequestPending)
 		{
-			election_shutdown(election, "its worker received SIGTERM");
+			election_shutdown(election, "its worker received SIGTERM", true);
 			break;
 		}
 		if (ConfigReloadPending)
@@ -81,7 +81,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 		if (fired & WL_POSTMASTER_DEATH)
 		{
 			/* Orphaned backends must not write while a successor starts. */
-			election_shutdown(election, "the postmaster died");
+			election_shutdown(election, "the postmaster died", false);
 			break;
 		}
 		election_process(election);

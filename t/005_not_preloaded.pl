@@ -22,8 +22,8 @@ ok(1, 'CREATE EXTENSION works without the library preloaded');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'leader_election'"),
-	'1.0',
-	'extension 1.0 installed');
+	'1.1',
+	'extension 1.1 installed');
 
 foreach my $call (
 	'SELECT leader_is_primary()',

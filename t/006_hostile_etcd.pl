@@ -30,33 +30,62 @@ sub set_mode
 	return;
 }
 
-# Plausible answers for every call but the one the mode spoils.
+# Plausible answers for every call but the one the mode spoils.  A txn that
+# only reads (the queue with the cluster record) is told from one that writes
+# (a campaign) by its body, so that a mode can spoil either.
+my $empty_range = '{"response_range":{"header":{"revision":"10"}}}';
 my %good = (
 	'/v3/lease/grant'     => '{"header":{"revision":"5"},"ID":"4242","TTL":"5"}',
 	'/v3/lease/keepalive' => '{"result":{"header":{"revision":"5"},"ID":"4242","TTL":"5"}}',
 	'/v3/lease/revoke'    => '{"header":{"revision":"6"}}',
 	'/v3/kv/txn'          => '{"header":{"revision":"10"},"succeeded":true}',
-	'/v3/kv/range'        => '{"header":{"revision":"10"}}',
-	'/v3/watch'           => undef,    # stays open, silent
+	'/v3/kv/txn:read' => '{"header":{"revision":"10"},"succeeded":true,"responses":['
+	  . "$empty_range,$empty_range]}",
+	'/v3/kv/range' => '{"header":{"revision":"10"}}',
+	'/v3/watch'    => undef,    # stays open, silent
 );
 
-# mode => [path it spoils, HTTP status, body]; body undef: never answer.
+# A read of the election whose queue part is the range answer $range.
+sub read_answer
+{
+	my ($range) = @_;
+	return '{"header":{"revision":"10"},"succeeded":true,"responses":['
+	  . "{\"response_range\":$range},$empty_range]}";
+}
+
+# mode => { path it spoils => [HTTP status, body] }; body undef: never answer.
+# A spoiled range answer spoils both the worker's read of the election and
+# leader_candidates()'s plain range read.
 my $big = '{"header":{"revision":"5"},"x":"' . ('a' x (3 * 1024 * 1024)) . '"}';
-my %modes = (
-	not_json    => [ '/v3/lease/grant', 200, '<html>proxy error</html>' ],
-	no_id       => [ '/v3/lease/grant', 200, '{"header":{},"TTL":"5"}' ],
-	bad_int     => [ '/v3/lease/grant', 200, '{"ID":"12abc","TTL":"5"}' ],
-	grpc_error  => [ '/v3/lease/grant', 503,
-		'{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}' ],
-	oversized   => [ '/v3/lease/grant', 200, $big ],
-	silent      => [ '/v3/lease/grant', 200, undef ],
-	txn_garbage => [ '/v3/kv/txn', 200, '{"header":{"revision":"10"},"succeeded":"yes"}' ],
-	bad_base64  => [ '/v3/kv/range', 200,
-		'{"header":{"revision":"10"},"kvs":[{"key":"!!!notbase64","create_revision":"10"}]}' ],
-	foreign_key => [ '/v3/kv/range', 200,
-		'{"header":{"revision":"10"},"kvs":[{"key":"L2Vsc2V3aGVyZS8xMDky","value":"eA==","create_revision":"10","lease":"4242"}]}' ],
-	kvs_not_array => [ '/v3/kv/range', 200, '{"header":{"revision":"10"},"kvs":{"a":1}}' ],
+my %range_modes = (
+	bad_base64 =>
+	  '{"header":{"revision":"10"},"kvs":[{"key":"!!!notbase64","create_revision":"10"}]}',
+	foreign_key =>
+	  '{"header":{"revision":"10"},"kvs":[{"key":"L2Vsc2V3aGVyZS8xMDky","value":"eA==","create_revision":"10","lease":"4242"}]}',
+	kvs_not_array => '{"header":{"revision":"10"},"kvs":{"a":1}}',
 );
+my %modes = (
+	not_json    => { '/v3/lease/grant' => [ 200, '<html>proxy error</html>' ] },
+	no_id       => { '/v3/lease/grant' => [ 200, '{"header":{},"TTL":"5"}' ] },
+	bad_int     => { '/v3/lease/grant' => [ 200, '{"ID":"12abc","TTL":"5"}' ] },
+	grpc_error  => { '/v3/lease/grant' => [ 503,
+		'{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}' ] },
+	oversized   => { '/v3/lease/grant' => [ 200, $big ] },
+	silent      => { '/v3/lease/grant' => [ 200, undef ] },
+	txn_garbage => { '/v3/kv/txn' => [ 200, '{"header":{"revision":"10"},"succeeded":"yes"}' ] },
+	# a cluster record that is no JSON: the node must not stand on it
+	record_garbage => { '/v3/kv/txn:read' => [ 200,
+		'{"header":{"revision":"10"},"succeeded":true,"responses":[' . $empty_range
+		  . ',{"response_range":{"header":{"revision":"10"},"kvs":[{"key":"eA==",'
+		  . '"value":"bm90IGpzb24=","create_revision":"3"}]}}]}' ] },
+);
+foreach my $mode (keys %range_modes)
+{
+	$modes{$mode} = {
+		'/v3/kv/range'    => [ 200, $range_modes{$mode} ],
+		'/v3/kv/txn:read' => [ 200, read_answer($range_modes{$mode}) ],
+	};
+}
 
 sub respond
 {
@@ -72,19 +101,19 @@ sub respond
 	my $have = length($request) - index($request, "\r\n\r\n") - 4;
 	while (defined $length && $have < $length)
 	{
-		my $n = sysread($client, my $chunk, $length - $have);
+		my $n = sysread($client, $request, $length - $have, length $request);
 		return unless $n;
 		$have += $n;
 	}
+	$path //= '';
+	$path .= ':read' if $path eq '/v3/kv/txn' && $request !~ /request_put|request_delete/;
 
 	open my $fh, '<', $mode_file or die $!;
 	my $mode = <$fh>;
 	close $fh;
-	my ($status, $body) = (200, $good{ $path // '' });
-	if ($modes{$mode} && $modes{$mode}[0] eq ($path // ''))
-	{
-		(undef, $status, $body) = @{ $modes{$mode} };
-	}
+	my ($status, $body) = (200, $good{$path});
+	($status, $body) = @{ $modes{$mode}{$path} }
+	  if $modes{$mode} && $modes{$mode}{$path};
 	if (!defined $body)
 	{
 		sleep 3600;    # ended by the client closing or by the test's END
@@ -131,7 +160,8 @@ my $node = le_node(
 	lease_ttl  => 5,
 	extra_conf => "leader_election.request_timeout = 300\n");
 
-# Each mode: last_error names the problem, the node does not lead, and the
+# Each mode: last_error (or, for the cluster record, ineligible_reason) names
+# the problem, the node does not lead, and the
 # server keeps serving queries.
 my @cases = (
 	[ not_json    => qr/not a JSON object/ ],
@@ -144,6 +174,7 @@ my @cases = (
 	[ bad_base64  => qr/key or value is not base64/ ],
 	[ foreign_key => qr/key outside the election prefix/ ],
 	[ kvs_not_array => qr/kvs that are not an array/ ],
+	[ record_garbage => qr/cluster record in etcd is unreadable \(it is not a JSON object\)/ ],
 );
 for my $case (@cases)
 {
@@ -154,11 +185,11 @@ for my $case (@cases)
 	while (time < $deadline)
 	{
 		$seen = $node->safe_psql('postgres',
-			'SELECT coalesce(last_error, \'\') FROM leader_status()');
+			"SELECT concat_ws(' / ', last_error, ineligible_reason) FROM leader_status()");
 		last if $seen =~ $expected;
 		select(undef, undef, undef, 0.05);
 	}
-	like($seen, $expected, "$mode: last_error says what was wrong");
+	like($seen, $expected, "$mode: leader_status() says what was wrong");
 	is($node->safe_psql('postgres', 'SELECT leader_is_primary()'),
 		'f', "$mode: the node does not lead");
 	isnt($node->safe_psql('postgres', 'SELECT role FROM leader_status()'),

@@ -1,0 +1,217 @@
+/*
+ * cluster_record.c
+ *		Owns the cluster record (what it says, its key, its JSON form) and
+ *		the rules of standing: who may campaign, stay queued and take over.
+ *
+ * Why a record.  A primary that was deposed -- it crashed and a standby
+ * took over, or it handed over -- is still a primary when it comes back,
+ * on a timeline that forked from the new leader's.  Letting it lead again
+ * would bring back what the cluster moved past.  So the leader of a
+ * replicated cluster writes down who it is (system identifier, timeline,
+ * node name), in a transaction that holds only while its key is first in
+ * line, before it accepts writes after a promotion, and as soon as a
+ * standby streams from it otherwise.  Independent primaries never write it,
+ * so elections without replication work as they always did.
+ *
+ * The rules, pure functions of the record and this node's state:
+ * - a node whose system identifier is not the record's belongs to another
+ *   cluster and never stands;
+ * - a primary stands only if there is no record, or the record names it on
+ *   the timeline it writes on;
+ * - a standby stands only while it streams (or just lost its stream: the
+ *   grace period the election keeps), on the record's timeline or later,
+ *   with no more than max_lag_on_failover of the WAL its upstream has sent
+ *   still unflushed;
+ * - leader_election.candidate = off stands for nothing.
+ * An unreadable record is a reason not to stand: when unsure, no leader.
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+
+#include "utils/builtins.h"
+
+#include "cluster_record.h"
+#include "printable.h"
+
+#define RECORD_SUFFIX ".cluster"
+
+void
+cluster_record_key(const char *prefix, char *key, size_t len)
+{
+	/* '.' sorts before '/': outside the candidates' range <prefix>/ */
+	snprintf(key, len, "%s%s", prefix, RECORD_SUFFIX);
+}
+
+char *
+cluster_record_encode(const ClusterRecord *record)
+{
+	cJSON	   *json = cJSON_CreateObject();
+	char		sysid[32];
+	char	   *text;
+	char	   *result;
+
+	if (json == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building the cluster record")));
+	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, record->system_identifier);
+	cJSON_AddStringToObject(json, "system_identifier", sysid);
+	cJSON_AddNumberToObject(json, "timeline", record->timeline);
+	cJSON_AddStringToObject(json, "node", record->node);
+	text = cJSON_PrintUnformatted(json);
+	cJSON_Delete(json);
+	if (text == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building the cluster record")));
+	result = pstrdup(text);
+	cJSON_free(text);
+	return result;
+}
+
+static void
+unreadable(ClusterRecord *record, const char *what, cJSON *json)
+{
+	record->readable = false;
+	strlcpy(record->problem, what, sizeof(record->problem));
+	cJSON_Delete(json);
+}
+
+void
+cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
+{
+	cJSON	   *json = cJSON_ParseWithLength(value, len);
+	const cJSON *sysid;
+	const cJSON *timeline;
+	const cJSON *node;
+	char	   *end;
+
+	memset(record, 0, sizeof(*record));
+	record->exists = true;
+	if (!cJSON_IsObject(json))
+		return unreadable(record, "it is not a JSON object", json);
+
+	sysid = cJSON_GetObjectItemCaseSensitive(json, "system_identifier");
+	timeline = cJSON_GetObjectItemCaseSensitive(json, "timeline");
+	node = cJSON_GetObjectItemCaseSensitive(json, "node");
+	if (!cJSON_IsString(sysid) || !isdigit((unsigned char) sysid->valuestring[0]))
+		return unreadable(record, "system_identifier is not a decimal string", json);
+	errno = 0;
+	record->system_identifier = strtou64(sysid->valuestring, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return unreadable(record, "system_identifier is not a decimal string", json);
+	if (!cJSON_IsNumber(timeline) || timeline->valuedouble < 1 ||
+		timeline->valuedouble > PG_UINT32_MAX ||
+		timeline->valuedouble != (double) (TimeLineID) timeline->valuedouble)
+		return unreadable(record, "timeline is not a timeline ID", json);
+	record->timeline = (TimeLineID) timeline->valuedouble;
+	if (!cJSON_IsString(node) || strlen(node->valuestring) >= LE_NAME_LEN)
+		return unreadable(record, "node is not a node name", json);
+	strlcpy(record->node, node->valuestring, sizeof(record->node));
+	record->readable = true;
+	cJSON_Delete(json);
+}
+
+bool
+cluster_record_names(const ClusterRecord *record, const ReplicationState *state,
+					 const char *node_name)
+{
+	return record->exists && record->readable && !state->in_recovery &&
+		record->system_identifier == state->system_identifier &&
+		record->timeline == state->timeline &&
+		strcmp(record->node, node_name) == 0;
+}
+
+void
+cluster_format_size(int64 bytes, char *buf, size_t len)
+{
+	static const char *const units[] = {"kB", "MB", "GB", "TB"};
+	double		value = (double) bytes;
+	int			unit = -1;
+
+	/* the largest unit it reaches; whole numbers stay whole ("1 MB") */
+	while (unit < (int) lengthof(units) - 1 && value >= 1024)
+	{
+		value /= 1024;
+		unit++;
+	}
+	if (unit < 0)
+		snprintf(buf, len, INT64_FORMAT " bytes", bytes);
+	else if (value == (double) (int64) value || value >= 10)
+		snprintf(buf, len, "%.0f %s", value, units[unit]);
+	else
+		snprintf(buf, len, "%.1f %s", value, units[unit]);
+}
+
+bool
+cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char *reason)
+{
+	const ReplicationState *rs = input->replication;
+	char		owner[LE_NAME_LEN];
+
+	if (!input->candidate)
+	{
+		strlcpy(reason, "candidate = off", LE_ERROR_LEN);
+		return false;
+	}
+	if (record->exists && !record->readable)
+	{
+		snprintf(reason, LE_ERROR_LEN,
+				 "the cluster record in etcd is unreadable (%s): fix or delete it",
+				 record->problem);
+		return false;
+	}
+	if (record->exists && record->system_identifier != rs->system_identifier)
+	{
+		snprintf(reason, LE_ERROR_LEN,
+				 "system identifier " UINT64_FORMAT " is not the cluster's " UINT64_FORMAT ": another cluster uses this election prefix",
+				 rs->system_identifier, record->system_identifier);
+		return false;
+	}
+
+	if (!rs->in_recovery)
+	{
+		if (!record->exists || cluster_record_names(record, rs, input->node_name))
+			return true;
+		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
+		if (rs->timeline < record->timeline)
+			snprintf(reason, LE_ERROR_LEN,
+					 "timeline %u is behind the cluster's timeline %u: rejoin as a standby with pg_rewind",
+					 rs->timeline, record->timeline);
+		else if (rs->timeline > record->timeline)
+			snprintf(reason, LE_ERROR_LEN,
+					 "timeline %u forked from the cluster's timeline %u, which node \"%s\" leads: rejoin as a standby with pg_rewind",
+					 rs->timeline, record->timeline, owner);
+		else
+			snprintf(reason, LE_ERROR_LEN,
+					 "timeline %u of this cluster belongs to node \"%s\": rejoin as a standby with pg_rewind",
+					 rs->timeline, owner);
+		return false;
+	}
+
+	if (!rs->streaming && !input->stream_grace)
+	{
+		strlcpy(reason, "not streaming from the leader", LE_ERROR_LEN);
+		return false;
+	}
+	if (record->exists && rs->received_timeline != 0 &&
+		rs->received_timeline < record->timeline)
+	{
+		snprintf(reason, LE_ERROR_LEN,
+				 "streaming timeline %u is behind the cluster's timeline %u",
+				 rs->received_timeline, record->timeline);
+		return false;
+	}
+	if (rs->lag_bytes > input->max_lag_bytes)
+	{
+		char		lag[32];
+		char		max[32];
+
+		cluster_format_size(rs->lag_bytes, lag, sizeof(lag));
+		cluster_format_size(input->max_lag_bytes, max, sizeof(max));
+		snprintf(reason, LE_ERROR_LEN, "lag %s > max_lag_on_failover %s", lag, max);
+		return false;
+	}
+	return true;
+}

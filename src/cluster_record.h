@@ -1,0 +1,61 @@
+/*
+ * cluster_record.h
+ *		The replicated cluster's record in etcd, and the rules that decide
+ *		from it, and from this node's replication state, whether the node
+ *		may stand in the election.
+ */
+#ifndef LEADER_ELECTION_CLUSTER_RECORD_H
+#define LEADER_ELECTION_CLUSTER_RECORD_H
+
+#include "replication.h"
+#include "shared_state.h"
+
+/*
+ * Who may write as the primary of the cluster that uses this election: its
+ * system identifier, the timeline its leader writes on, and that leader's
+ * node name.  Kept at "<prefix>.cluster", beside the queue, not in it.
+ */
+typedef struct ClusterRecord
+{
+	bool		exists;
+	bool		readable;		/* false: problem says why */
+	uint64		system_identifier;
+	TimeLineID	timeline;
+	char		node[LE_NAME_LEN];	/* as written, for comparisons */
+	char		problem[LE_ERROR_LEN];
+} ClusterRecord;
+
+/* The record's key for an election prefix. */
+extern void cluster_record_key(const char *prefix, char *key, size_t len);
+
+/* The record as JSON, for etcd (palloc'd). */
+extern char *cluster_record_encode(const ClusterRecord *record);
+
+/* Parses an etcd value of len bytes into *record (exists = true). */
+extern void cluster_record_decode(const char *value, size_t len, ClusterRecord *record);
+
+/* Whether the record names this node as the primary it is now. */
+extern bool cluster_record_names(const ClusterRecord *record,
+								 const ReplicationState *state, const char *node_name);
+
+/* What decides whether a node may stand, besides the record. */
+typedef struct StandingInput
+{
+	const ReplicationState *replication;
+	const char *node_name;
+	bool		candidate;		/* leader_election.candidate */
+	int64		max_lag_bytes;	/* leader_election.max_lag_on_failover */
+	bool		stream_grace;	/* a standby that just lost its stream keeps its place */
+} StandingInput;
+
+/*
+ * Whether the node may campaign, stay queued or take over now; if not,
+ * reason (LE_ERROR_LEN) says why, in words for leader_status().
+ */
+extern bool cluster_may_stand(const ClusterRecord *record, const StandingInput *input,
+							  char *reason);
+
+/* bytes for people, e.g. "1 MB", "1.5 MB", "12 MB" */
+extern void cluster_format_size(int64 bytes, char *buf, size_t len);
+
+#endif

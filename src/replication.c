@@ -1,0 +1,208 @@
+/*
+ * replication.c
+ *		Owns what the extension reads from, and does to, PostgreSQL's
+ *		physical replication: whether this node is a standby, its timeline
+ *		and system identifier, its WAL receiver's lag, its walsenders'
+ *		positions, and the promotion request.
+ *
+ * Everything here reads shared memory the way PostgreSQL's own views do
+ * (pg_stat_wal_receiver, pg_stat_replication): fields under their
+ * spinlocks, names through the backend status snapshot.  A physical
+ * walsender is told from a logical one by its database: it has none.
+ * Nothing here waits, and nothing here decides: the election does.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "miscadmin.h"
+#include "replication/walreceiver.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
+#include "storage/fd.h"
+#include "storage/spin.h"
+#include "utils/backend_status.h"
+
+#include "replication.h"
+#include "shared_state.h"
+
+void
+replication_read(ReplicationState *state)
+{
+	memset(state, 0, sizeof(*state));
+	state->system_identifier = GetSystemIdentifier();
+	state->in_recovery = RecoveryInProgress();
+	if (!state->in_recovery)
+	{
+		state->timeline = GetWALInsertionTimeLine();
+		return;
+	}
+
+	(void) GetXLogReplayRecPtr(&state->timeline);
+	if (WalRcv != NULL)
+	{
+		WalRcvState rcv_state;
+		XLogRecPtr	flushed;
+		XLogRecPtr	sent;
+
+		SpinLockAcquire(&WalRcv->mutex);
+		rcv_state = WalRcv->walRcvState;
+		flushed = WalRcv->flushedUpto;
+		sent = WalRcv->latestWalEnd;
+		state->received_timeline = WalRcv->receivedTLI;
+		SpinLockRelease(&WalRcv->mutex);
+
+		state->streaming = (rcv_state == WALRCV_STREAMING);
+		state->lag_bytes = sent > flushed ? (int64) (sent - flushed) : 0;
+	}
+}
+
+XLogRecPtr
+replication_wal_end(void)
+{
+	return GetXLogInsertRecPtr();
+}
+
+/*
+ * The pids of this node's physical walsenders, with their application
+ * names (palloc'd); returns how many.  The snapshot is taken anew each call.
+ */
+static int
+physical_walsenders(pid_t **pids, char ***names)
+{
+	int			count;
+	int			found = 0;
+
+	pgstat_clear_backend_activity_snapshot();
+	count = pgstat_fetch_stat_numbackends();
+	*pids = palloc(sizeof(pid_t) * Max(count, 1));
+	*names = palloc(sizeof(char *) * Max(count, 1));
+	for (int i = 1; i <= count; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *status;
+
+		if (local == NULL)
+			continue;
+		status = &local->backendStatus;
+		if (status->st_backendType != B_WAL_SENDER || status->st_databaseid != InvalidOid)
+			continue;
+		(*pids)[found] = status->st_procpid;
+		(*names)[found] = pstrdup(status->st_appname ? status->st_appname : "");
+		found++;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return found;
+}
+
+/* The walsender slot of pid, if it streams (or catches up): its flush position. */
+static bool
+walsender_flushed(pid_t pid, XLogRecPtr *flushed)
+{
+	for (int i = 0; i < max_wal_senders; i++)
+	{
+		WalSnd	   *walsnd = &WalSndCtl->walsnds[i];
+		bool		match;
+
+		SpinLockAcquire(&walsnd->mutex);
+		match = walsnd->pid == pid &&
+			(walsnd->state == WALSNDSTATE_STREAMING || walsnd->state == WALSNDSTATE_CATCHUP);
+		*flushed = walsnd->flush;
+		SpinLockRelease(&walsnd->mutex);
+		if (match)
+			return true;
+	}
+	return false;
+}
+
+bool
+replication_has_standby(void)
+{
+	pid_t	   *pids;
+	char	  **names;
+	int			count = physical_walsenders(&pids, &names);
+	XLogRecPtr	flushed;
+
+	for (int i = 0; i < count; i++)
+		if (walsender_flushed(pids[i], &flushed))
+			return true;
+	return false;
+}
+
+bool
+replication_standby_flushed(const char *application_name, XLogRecPtr *flushed)
+{
+	pid_t	   *pids;
+	char	  **names;
+	int			count = physical_walsenders(&pids, &names);
+	bool		found = false;
+
+	*flushed = InvalidXLogRecPtr;
+	for (int i = 0; i < count; i++)
+	{
+		XLogRecPtr	one;
+
+		/* two connections under one name: the furthest speaks for it */
+		if (strcmp(names[i], application_name) == 0 && walsender_flushed(pids[i], &one))
+		{
+			*flushed = found ? Max(*flushed, one) : one;
+			found = true;
+		}
+	}
+	return found;
+}
+
+int
+replication_standbys_behind(XLogRecPtr upto)
+{
+	pid_t	   *pids;
+	char	  **names;
+	int			count = physical_walsenders(&pids, &names);
+	int			behind = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		XLogRecPtr	flushed;
+
+		if (walsender_flushed(pids[i], &flushed) && flushed < upto)
+			behind++;
+	}
+	return behind;
+}
+
+int
+replication_drop_standbys(void)
+{
+	pid_t	   *pids;
+	char	  **names;
+	int			count = physical_walsenders(&pids, &names);
+
+	for (int i = 0; i < count; i++)
+		(void) kill(pids[i], SIGTERM);
+	return count;
+}
+
+bool
+replication_request_promotion(char *err)
+{
+	FILE	   *file;
+
+	/* the same request pg_promote() makes; the data directory is our cwd */
+	file = AllocateFile(PROMOTE_SIGNAL_FILE, "w");
+	if (file == NULL || FreeFile(file) != 0)
+	{
+		snprintf(err, LE_ERROR_LEN, "could not create promote signal file \"%s/%s\": %m",
+				 DataDir, PROMOTE_SIGNAL_FILE);
+		return false;
+	}
+	if (kill(PostmasterPid, SIGUSR1) != 0)
+	{
+		snprintf(err, LE_ERROR_LEN, "could not signal the postmaster to promote: %m");
+		(void) unlink(PROMOTE_SIGNAL_FILE);
+		return false;
+	}
+	return true;
+}

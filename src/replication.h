@@ -1,0 +1,54 @@
+/*
+ * replication.h
+ *		This node's place in physical streaming replication, as PostgreSQL's
+ *		shared memory shows it, and the two things the worker does to it:
+ *		promote a standby, and drop a former primary's standbys.
+ */
+#ifndef LEADER_ELECTION_REPLICATION_H
+#define LEADER_ELECTION_REPLICATION_H
+
+#include "access/xlogdefs.h"
+
+typedef struct ReplicationState
+{
+	bool		in_recovery;
+	uint64		system_identifier;
+	/* replayed timeline on a standby, the one WAL is written on by a primary */
+	TimeLineID	timeline;
+	/* standbys: the WAL receiver */
+	bool		streaming;
+	TimeLineID	received_timeline;	/* 0 until something was received */
+	int64		lag_bytes;		/* sent by the upstream, not yet flushed here */
+} ReplicationState;
+
+/* Reads the state now: spinlocks and atomics only, no I/O. */
+extern void replication_read(ReplicationState *state);
+
+/* Primary: the end of the WAL written so far (what a successor must have). */
+extern XLogRecPtr replication_wal_end(void);
+
+/* Primary: whether a physical standby streams from this node now. */
+extern bool replication_has_standby(void);
+
+/*
+ * Primary: the WAL position flushed by the physical standby that connected
+ * with application_name, or false if no such standby streams from us.
+ */
+extern bool replication_standby_flushed(const char *application_name,
+										XLogRecPtr *flushed);
+
+/* Primary: how many streaming physical standbys have flushed less than upto. */
+extern int	replication_standbys_behind(XLogRecPtr upto);
+
+/* Primary: ends every physical walsender, so that standbys look for the
+ * new leader; returns how many were signalled. */
+extern int	replication_drop_standbys(void);
+
+/*
+ * Standby: asks the startup process to end recovery, as pg_promote() does
+ * (the promote signal file, then SIGUSR1 to the postmaster).  False, with
+ * err (LE_ERROR_LEN) set, if the request could not be made.
+ */
+extern bool replication_request_promotion(char *err);
+
+#endif
