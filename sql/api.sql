@@ -25,6 +25,10 @@ SELECT role, node_name, leader_name, queue_position, lease_ttl,
        phase
 FROM leader_status();
 
+-- a primary without standbys: replication columns, and it may stand
+SELECT in_recovery, timeline, wal_lag_bytes, eligible, ineligible_reason
+FROM leader_status();
+
 -- leader_candidates(): this node alone, with etcd's election key layout
 SELECT c.position, c.node_name, c.is_self,
        c.key = '/leader_election/regress/' || to_hex(s.lease_id) AS key_is_prefix_slash_hex_lease,

@@ -8,6 +8,9 @@ SHOW leader_election.prefix;
 SHOW leader_election.node_name;
 SHOW leader_election.lease_ttl;
 SHOW leader_election.request_timeout;
+SHOW leader_election.candidate;
+SHOW leader_election.max_lag_on_failover;
+SHOW leader_election.switchover_timeout;
 
 SELECT name, context, vartype, min_val, max_val, boot_val
 FROM pg_settings WHERE name LIKE 'leader\_election.%' ORDER BY name;
@@ -23,6 +26,12 @@ ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379,ftp://x';
 ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379, http://127.0.0.1:2379/';
 ALTER SYSTEM SET leader_election.prefix = '';
 ALTER SYSTEM SET leader_election.prefix = '/leader_election/';
+ALTER SYSTEM SET leader_election.candidate = 'maybe';
+ALTER SYSTEM SET leader_election.max_lag_on_failover = -1;
+ALTER SYSTEM SET leader_election.max_lag_on_failover = '1 parsec';
+ALTER SYSTEM SET leader_election.max_lag_on_failover = '4TB';
+ALTER SYSTEM SET leader_election.switchover_timeout = 99;
+ALTER SYSTEM SET leader_election.switchover_timeout = '2h';
 
 -- valid values are accepted (then reset; nothing is reloaded)
 ALTER SYSTEM SET leader_election.lease_ttl = 2;
@@ -32,6 +41,10 @@ ALTER SYSTEM SET leader_election.request_timeout = 60000;
 ALTER SYSTEM SET leader_election.endpoints = 'http://127.0.0.1:2379,https://etcd.example.com:2379';
 ALTER SYSTEM SET leader_election.prefix = '/a';
 ALTER SYSTEM SET leader_election.node_name = 'n1';
+ALTER SYSTEM SET leader_election.candidate = off;
+ALTER SYSTEM SET leader_election.max_lag_on_failover = 0;
+ALTER SYSTEM SET leader_election.max_lag_on_failover = '16MB';
+ALTER SYSTEM SET leader_election.switchover_timeout = '30s';
 ALTER SYSTEM RESET ALL;
 
 -- PGC_SIGHUP: cannot be changed in a session
@@ -40,6 +53,9 @@ SET leader_election.endpoints = 'http://127.0.0.1:2379';
 SET leader_election.prefix = '/x';
 SET leader_election.node_name = 'x';
 SET leader_election.request_timeout = 500;
+SET leader_election.candidate = off;
+SET leader_election.max_lag_on_failover = '16MB';
+SET leader_election.switchover_timeout = '30s';
 
 -- nothing above changed the running values
 SHOW leader_election.prefix;

@@ -190,6 +190,11 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		return false;
 	}
 
+	if (rs->crash_recovery)
+	{
+		strlcpy(reason, "starting up: crash recovery is not finished", LE_ERROR_LEN);
+		return false;
+	}
 	if (!rs->streaming && !input->stream_grace)
 	{
 		strlcpy(reason, "not streaming from the leader", LE_ERROR_LEN);

@@ -386,7 +386,9 @@ assess(Election *e, uint64 now)
 	}
 	e->eligible = may_stand(e, now);
 
-	if (!e->eligible && strcmp(e->ineligible_reason, e->logged_reason) != 0)
+	/* starting up is no news */
+	if (!e->eligible && !e->replication.crash_recovery &&
+		strcmp(e->ineligible_reason, e->logged_reason) != 0)
 	{
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" does not stand in the election: %s",
@@ -657,9 +659,10 @@ election_configure(Election *e, const ElectionConfig *config)
 static LeaderRole
 current_role(Election *e, uint64 now)
 {
+	/* an observer follows the leader it read; a node about to join does not yet */
 	if (!lease_valid(e, now))
-		return (e->phase == EP_OBSERVING && e->leader_known && e->last_error[0] == '\0') ?
-			LE_ROLE_FOLLOWER : LE_ROLE_DISCONNECTED;
+		return (e->phase == EP_OBSERVING && !e->eligible && e->leader_known &&
+				e->last_error[0] == '\0') ? LE_ROLE_FOLLOWER : LE_ROLE_DISCONNECTED;
 	switch (e->phase)
 	{
 		case EP_LEADING:

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
 #include "miscadmin.h"
 #include "replication/walreceiver.h"
@@ -41,6 +42,7 @@ replication_read(ReplicationState *state)
 		return;
 	}
 
+	state->crash_recovery = (GetRecoveryState() == RECOVERY_STATE_CRASH);
 	(void) GetXLogReplayRecPtr(&state->timeline);
 	if (WalRcv != NULL)
 	{
@@ -63,7 +65,16 @@ replication_read(ReplicationState *state)
 XLogRecPtr
 replication_wal_end(void)
 {
-	return GetXLogInsertRecPtr();
+	XLogRecPtr	insert = GetXLogInsertRecPtr();
+	uint32		in_page = insert % XLOG_BLCKSZ;
+	uint32		header = XLogSegmentOffset(insert, wal_segment_size) < XLOG_BLCKSZ ?
+		SizeOfXLogLongPHD : SizeOfXLogShortPHD;
+
+	/*
+	 * Right after a page header nothing was written on the page yet: the WAL
+	 * ends at the page boundary, which is as far as a standby can flush.
+	 */
+	return in_page == header ? insert - header : insert;
 }
 
 /*

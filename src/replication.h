@@ -12,6 +12,7 @@
 typedef struct ReplicationState
 {
 	bool		in_recovery;
+	bool		crash_recovery; /* in recovery, but not as a standby: starting up */
 	uint64		system_identifier;
 	/* replayed timeline on a standby, the one WAL is written on by a primary */
 	TimeLineID	timeline;
@@ -24,7 +25,7 @@ typedef struct ReplicationState
 /* Reads the state now: spinlocks and atomics only, no I/O. */
 extern void replication_read(ReplicationState *state);
 
-/* Primary: the end of the WAL written so far (what a successor must have). */
+/* Primary: the end of the WAL inserted so far (what a successor must flush). */
 extern XLogRecPtr replication_wal_end(void);
 
 /* Primary: whether a physical standby streams from this node now. */

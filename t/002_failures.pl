@@ -44,8 +44,8 @@ ok( $n1->poll_query_until(
 		  . 'valid_until IS NULL, leader_is_primary() FROM leader_status()',
 		'disconnected|t|t|t|f'),
 	'node1 is disconnected, with last_error set, not queued, not leader');
-like(le_status($n1)->{phase}, qr/^(no lease|granting)$/,
-	'node1 is in phase "no lease" or "granting" while etcd is down');
+like(le_status($n1)->{phase}, qr/^(no lease|observing)$/,
+	'node1 is in phase "no lease" or "observing" (reading etcd) while etcd is down');
 note 'last_error: '
   . $n1->safe_psql('postgres', 'SELECT last_error FROM leader_status()');
 is($n1->safe_psql('postgres', 'SELECT leader_wait(0)'),
