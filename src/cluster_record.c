@@ -13,6 +13,11 @@
  * standby streams from it otherwise.  Independent primaries never write it,
  * so elections without replication work as they always did.
  *
+ * The leader also writes how far it had flushed WAL (wal_end), again at
+ * every refresh while that moves: a standby whose stream stalled -- the
+ * network drops its packets, TCP has not noticed -- still believes it has
+ * all that its upstream sent, but the record shows it what it misses.
+ *
  * The rules, pure functions of the record and this node's state:
  * - a node whose system identifier is not the record's belongs to another
  *   cluster and never stands;
@@ -20,8 +25,8 @@
  *   the timeline it writes on;
  * - a standby stands only while it streams (or just lost its stream: the
  *   grace period the election keeps), on the record's timeline or later,
- *   with no more than max_lag_on_failover of the WAL its upstream has sent
- *   still unflushed;
+ *   with no more than max_lag_on_failover of the WAL its upstream has sent,
+ *   or the leader recorded as flushed, still unflushed;
  * - leader_election.candidate = off stands for nothing.
  * An unreadable record is a reason not to stand: when unsure, no leader.
  */
@@ -48,6 +53,7 @@ cluster_record_encode(const ClusterRecord *record)
 {
 	cJSON	   *json = cJSON_CreateObject();
 	char		sysid[32];
+	char		lsn[32];
 	char	   *text;
 	char	   *result;
 
@@ -59,6 +65,8 @@ cluster_record_encode(const ClusterRecord *record)
 	cJSON_AddStringToObject(json, "system_identifier", sysid);
 	cJSON_AddNumberToObject(json, "timeline", record->timeline);
 	cJSON_AddStringToObject(json, "node", record->node);
+	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(record->wal_end));
+	cJSON_AddStringToObject(json, "wal_end", lsn);
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -78,6 +86,27 @@ unreadable(ClusterRecord *record, const char *what, cJSON *json)
 	cJSON_Delete(json);
 }
 
+/* An LSN as PostgreSQL prints it, "16/B374D848"; false if it is not one. */
+static bool
+parse_lsn(const char *text, XLogRecPtr *lsn)
+{
+	char	   *end;
+	uint64		hi;
+	uint64		lo;
+
+	if (!isxdigit((unsigned char) text[0]))
+		return false;
+	errno = 0;
+	hi = strtou64(text, &end, 16);
+	if (errno != 0 || *end != '/' || hi > PG_UINT32_MAX || !isxdigit((unsigned char) end[1]))
+		return false;
+	lo = strtou64(end + 1, &end, 16);
+	if (errno != 0 || *end != '\0' || lo > PG_UINT32_MAX)
+		return false;
+	*lsn = (hi << 32) | lo;
+	return true;
+}
+
 void
 cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 {
@@ -85,6 +114,7 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	const cJSON *sysid;
 	const cJSON *timeline;
 	const cJSON *node;
+	const cJSON *wal_end;
 	char	   *end;
 
 	memset(record, 0, sizeof(*record));
@@ -109,6 +139,11 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	if (!cJSON_IsString(node) || strlen(node->valuestring) >= LE_NAME_LEN)
 		return unreadable(record, "node is not a node name", json);
 	strlcpy(record->node, node->valuestring, sizeof(record->node));
+	/* absent in a record of an older version: nothing said */
+	wal_end = cJSON_GetObjectItemCaseSensitive(json, "wal_end");
+	if (wal_end != NULL &&
+		(!cJSON_IsString(wal_end) || !parse_lsn(wal_end->valuestring, &record->wal_end)))
+		return unreadable(record, "wal_end is not a WAL position", json);
 	record->readable = true;
 	cJSON_Delete(json);
 }
@@ -121,6 +156,16 @@ cluster_record_names(const ClusterRecord *record, const ReplicationState *state,
 		record->system_identifier == state->system_identifier &&
 		record->timeline == state->timeline &&
 		strcmp(record->node, node_name) == 0;
+}
+
+int64
+cluster_standby_lag(const ClusterRecord *record, const ReplicationState *state)
+{
+	int64		lag = state->lag_bytes;
+
+	if (record->exists && record->readable && record->wal_end > state->flushed)
+		lag = Max(lag, (int64) (record->wal_end - state->flushed));
+	return lag;
 }
 
 void
@@ -208,12 +253,12 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 				 rs->received_timeline, record->timeline);
 		return false;
 	}
-	if (rs->lag_bytes > input->max_lag_bytes)
+	if (cluster_standby_lag(record, rs) > input->max_lag_bytes)
 	{
 		char		lag[32];
 		char		max[32];
 
-		cluster_format_size(rs->lag_bytes, lag, sizeof(lag));
+		cluster_format_size(cluster_standby_lag(record, rs), lag, sizeof(lag));
 		cluster_format_size(input->max_lag_bytes, max, sizeof(max));
 		snprintf(reason, LE_ERROR_LEN, "lag %s > max_lag_on_failover %s", lag, max);
 		return false;

@@ -13,7 +13,8 @@
 /*
  * Who may write as the primary of the cluster that uses this election: its
  * system identifier, the timeline its leader writes on, and that leader's
- * node name.  Kept at "<prefix>.cluster", beside the queue, not in it.
+ * node name; and how far that leader had flushed WAL when it last wrote the
+ * record.  Kept at "<prefix>.cluster", beside the queue, not in it.
  */
 typedef struct ClusterRecord
 {
@@ -22,6 +23,7 @@ typedef struct ClusterRecord
 	uint64		system_identifier;
 	TimeLineID	timeline;
 	char		node[LE_NAME_LEN];	/* as written, for comparisons */
+	XLogRecPtr	wal_end;		/* the leader's flushed WAL; 0 if not said */
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 
@@ -37,6 +39,12 @@ extern void cluster_record_decode(const char *value, size_t len, ClusterRecord *
 /* Whether the record names this node as the primary it is now. */
 extern bool cluster_record_names(const ClusterRecord *record,
 								 const ReplicationState *state, const char *node_name);
+
+/*
+ * A standby's lag: WAL its upstream has sent, or the leader has recorded
+ * as flushed, that the standby has not flushed yet.
+ */
+extern int64 cluster_standby_lag(const ClusterRecord *record, const ReplicationState *state);
 
 /* What decides whether a node may stand, besides the record. */
 typedef struct StandingInput

@@ -33,8 +33,11 @@
  *	leading       lease, key  watch (own)    leader_resign()       resigning
  *	                                         ... replicated        handing over
  *	                                         a refresh: not first  queued
- *	handing over  lease, key  watch (own)    successor caught up   resigning
- *	                                         it did not in time    leading
+ *	handing over  lease, key  watch (own)    successor caught up:  no lease
+ *	                                         key deleted while it
+ *	                                         is still next
+ *	                                         nobody is next        resigning
+ *	                                         no catch-up in time   leading
  *	resigning     lease, key  key delete     answered              no lease
  *	backing off   lease       -              retry time reached    campaigning
  *	                                         (or looking, if the key exists)
@@ -115,6 +118,7 @@ typedef enum RequestTag
 	REQ_OBSERVE,				/* read of the whole election, holding nothing */
 	REQ_RANGE,					/* read up to our own key: looking, refresh */
 	REQ_SUCCESSOR,				/* who is next in line, for a handover */
+	REQ_HANDOVER,				/* key delete while that one is still next */
 	REQ_RECORD,					/* the cluster record, written by the leader */
 	REQ_WATCH,
 	REQ_DELETE,
@@ -150,6 +154,8 @@ struct Election
 	int64		create_revision;	/* 0: not queued */
 	/* this candidacy queued behind a leader: a standby may take over */
 	bool		followed_leader;
+	/* a standby streaming an older timeline than the cluster's, since */
+	uint64		behind_since;
 
 	/* the election as the last read saw it */
 	int			queue_position; /* -1: unknown */
@@ -157,6 +163,7 @@ struct Election
 	char		leader_name[LE_NAME_LEN];
 	int64		fencing_token;
 	ClusterRecord record;
+	ClusterRecord record_sent;	/* the record as this node last wrote it */
 
 	/* this node in replication, read at every step, and what follows */
 	ReplicationState replication;
@@ -173,6 +180,8 @@ struct Election
 	uint64		handover_deadline;
 	bool		successor_known;
 	char		successor[LE_NAME_LEN]; /* printable; "" when nobody is next */
+	char		successor_key[LE_KEY_LEN];
+	int64		successor_revision;
 	XLogRecPtr	handover_upto;	/* WAL it must have; 0 until commits drained */
 
 	/* queued: the predecessor's key; promoting, leading: our own */
@@ -365,11 +374,40 @@ may_stand(Election *e, uint64 now)
 	return true;
 }
 
+/*
+ * A standby that streams a timeline older than the cluster's streams from a
+ * deposed primary (one whose worker froze keeps its walsenders): after a
+ * while it reconnects, and primary_conninfo finds the leader.
+ */
+static void
+follow_cluster_timeline(Election *e, uint64 now)
+{
+	const ReplicationState *rs = &e->replication;
+
+	if (!rs->in_recovery || !rs->streaming || !e->record.exists || !e->record.readable ||
+		e->record.system_identifier != rs->system_identifier ||
+		rs->received_timeline == 0 || rs->received_timeline >= e->record.timeline)
+	{
+		e->behind_since = 0;
+		return;
+	}
+	if (e->behind_since == 0)
+		e->behind_since = now;
+	else if (now - e->behind_since >= stream_grace_us(e) && replication_restart_receiver())
+	{
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" streams timeline %u, the cluster is on timeline %u: its WAL receiver reconnects",
+						e->config.node_name, rs->received_timeline, e->record.timeline)));
+		e->behind_since = 0;
+	}
+}
+
 /* Reads replication state and decides standing, logging what changed. */
 static void
 assess(Election *e, uint64 now)
 {
 	replication_read(&e->replication);
+	follow_cluster_timeline(e, now);
 
 	/* a queued standby's grace period starts when its stream ends */
 	if (!e->replication.in_recovery || e->create_revision == 0 || e->replication.streaming)
@@ -423,19 +461,37 @@ replicated(Election *e)
 		 replication_has_standby());
 }
 
-/* Writes this node into the cluster record, if it is still first in line. */
+/*
+ * Writes this node into the cluster record, with how far it has flushed
+ * WAL, if it is still first in line.
+ */
 static void
 send_record(Election *e)
 {
-	ClusterRecord mine;
+	ClusterRecord *mine = &e->record_sent;
 
-	memset(&mine, 0, sizeof(mine));
-	mine.system_identifier = e->replication.system_identifier;
-	mine.timeline = e->replication.timeline;
-	strlcpy(mine.node, e->config.node_name, sizeof(mine.node));
+	memset(mine, 0, sizeof(*mine));
+	mine->exists = true;
+	mine->readable = true;
+	mine->system_identifier = e->replication.system_identifier;
+	mine->timeline = e->replication.timeline;
+	strlcpy(mine->node, e->config.node_name, sizeof(mine->node));
+	mine->wal_end = replication_wal_flushed();
 	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
-								   e->record_key, cluster_record_encode(&mine),
+								   e->record_key, cluster_record_encode(mine),
 								   e->config.request_timeout_ms, REQ_RECORD);
+}
+
+/*
+ * A leading primary records the cluster once a standby streams from it,
+ * and then its flushed WAL whenever that moved: the lag standbys measure.
+ */
+static bool
+record_due(Election *e)
+{
+	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		return replication_wal_flushed() != e->record.wal_end;
+	return replication_has_standby();
 }
 
 /* ---- phases ---- */
@@ -710,7 +766,8 @@ publish(Election *e)
 	strlcpy(view.last_error, e->last_error, LE_ERROR_LEN);
 	view.in_recovery = e->replication.in_recovery;
 	view.timeline = e->replication.timeline;
-	view.wal_lag_bytes = e->replication.in_recovery ? e->replication.lag_bytes : -1;
+	view.wal_lag_bytes = e->replication.in_recovery ?
+		cluster_standby_lag(&e->record, &e->replication) : -1;
 	view.eligible = e->eligible;
 	strlcpy(view.ineligible_reason, e->ineligible_reason, LE_ERROR_LEN);
 
@@ -790,7 +847,9 @@ step_promotion(Election *e, uint64 now)
 /*
  * A replicated primary hands over: once no commit is in flight, the WAL
  * written so far is what the successor must have flushed before the key
- * goes.  Past the deadline it gives up, says why, and leads on.
+ * goes, and the key goes only while that successor is still next in line
+ * (etcd_delete_before): one that left the queue meanwhile is looked up
+ * again.  Past the deadline it gives up, says why, and leads on.
  */
 static void
 step_handover(Election *e, uint64 now)
@@ -815,15 +874,12 @@ step_handover(Election *e, uint64 now)
 		if (e->handover_upto == InvalidXLogRecPtr && le_commits_in_flight() == 0)
 			e->handover_upto = replication_wal_end();
 		streams = replication_standby_flushed(e->successor, &flushed);
-		if (e->handover_upto != InvalidXLogRecPtr && streams && flushed >= e->handover_upto)
-		{
-			ereport(LOG,
-					(errmsg("leader_election: node \"%s\" hands over to \"%s\", which has flushed all WAL up to %X/%X",
-							e->config.node_name, e->successor,
-							LSN_FORMAT_ARGS(e->handover_upto))));
-			enter(e, EP_RESIGNING);
-			return;
-		}
+		if (e->handover_upto != InvalidXLogRecPtr && streams && flushed >= e->handover_upto &&
+			e->request == NULL && now >= e->retry_at)
+			e->request = etcd_delete_before(e->client, e->key, e->create_revision,
+											e->successor_key, e->successor_revision,
+											e->config.request_timeout_ms, REQ_HANDOVER);
+
 	}
 	if (now < e->handover_deadline)
 		return;
@@ -1141,10 +1197,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 	watch_key(e, first ? e->key : read.queue.keys[read.queue.count - 2].key,
 			  read.queue.revision + 1);
 
-	/* a leading primary with a standby records the cluster */
-	if (e->phase == EP_LEADING && e->request == NULL &&
-		!cluster_record_names(&e->record, &e->replication, e->config.node_name) &&
-		replication_has_standby())
+	if (e->phase == EP_LEADING && e->request == NULL && record_due(e))
 		send_record(e);
 }
 
@@ -1166,16 +1219,14 @@ on_record_answer(Election *e, EtcdRequest *req)
 			leave(e, "its key is no longer first in line", false);
 		return;
 	}
-	e->record.exists = true;
-	e->record.readable = true;
-	e->record.system_identifier = e->replication.system_identifier;
-	e->record.timeline = e->replication.timeline;
-	strlcpy(e->record.node, e->config.node_name, sizeof(e->record.node));
-	ereport(LOG,
-			(errmsg("leader_election: node \"%s\" recorded itself as the cluster's primary on timeline %u",
-					e->config.node_name, e->record.timeline),
-			 errdetail("Key \"%s\", system identifier " UINT64_FORMAT ".",
-					   e->record_key, e->record.system_identifier)));
+	/* news only when who leads changed, not when the WAL position moved */
+	if (!cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" recorded itself as the cluster's primary on timeline %u",
+						e->config.node_name, e->record_sent.timeline),
+				 errdetail("Key \"%s\", system identifier " UINT64_FORMAT ".",
+						   e->record_key, e->record_sent.system_identifier)));
+	e->record = e->record_sent;
 	if (e->phase == EP_PROMOTING)
 		enter(e, EP_LEADING);
 }
@@ -1201,8 +1252,40 @@ on_successor_answer(Election *e, EtcdRequest *req)
 		return;
 	}
 	e->successor_known = true;
+	e->successor[0] = '\0';
 	if (queue.count > 1)
+	{
 		strlcpy(e->successor, queue.keys[1].name, sizeof(e->successor));
+		strlcpy(e->successor_key, queue.keys[1].key, sizeof(e->successor_key));
+		e->successor_revision = queue.keys[1].create_revision;
+	}
+}
+
+/* The handing-over leader's key is gone, if its successor was still next. */
+static void
+on_handover_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	char		reason[LE_ERROR_LEN];
+	bool		succeeded;
+
+	if (e->phase != EP_HANDING_OVER)
+		return;
+	if (!etcd_txn_result(req, &succeeded, err))
+	{
+		note_failure(e, err, req);	/* step_handover() tries again */
+		return;
+	}
+	if (!succeeded)
+	{
+		/* the successor left the queue (or our key went): who is next now? */
+		e->successor_known = false;
+		return;
+	}
+	snprintf(reason, sizeof(reason),
+			 "it handed over to \"%s\", which had flushed all its WAL up to %X/%X",
+			 e->successor, LSN_FORMAT_ARGS(e->handover_upto));
+	leave(e, reason, false);
 }
 
 /* Reads whatever the watch stream has delivered. */
@@ -1289,6 +1372,9 @@ election_process(Election *e)
 				break;
 			case REQ_SUCCESSOR:
 				on_successor_answer(e, req);
+				break;
+			case REQ_HANDOVER:
+				on_handover_answer(e, req);
 				break;
 			case REQ_RECORD:
 				on_record_answer(e, req);

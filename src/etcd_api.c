@@ -86,19 +86,20 @@ post_and_free(EtcdClient *c, const char *path, cJSON *body, int timeout_ms,
 	return req;
 }
 
-/* A compare of key's create revision, as in etcd's election recipe. */
-static cJSON *
-create_revision_compare(const char *key, int64 create_revision)
+/* Adds a compare of key's create revision to a txn, as etcd's election recipe does. */
+static void
+add_create_revision_compare(cJSON *txn, const char *key, int64 create_revision)
 {
-	cJSON	   *compares = cJSON_CreateArray();
+	cJSON	   *compares = cJSON_GetObjectItemCaseSensitive(txn, "compare");
 	cJSON	   *cmp = new_object();
 
+	if (compares == NULL)
+		compares = cJSON_AddArrayToObject(txn, "compare");
 	add_base64(cmp, "key", key, strlen(key));
 	cJSON_AddStringToObject(cmp, "target", "CREATE");
 	cJSON_AddStringToObject(cmp, "result", "EQUAL");
 	add_int64(cmp, "create_revision", create_revision);
 	cJSON_AddItemToArray(compares, cmp);
-	return compares;
 }
 
 /* The lease calls take one integer field. */
@@ -147,7 +148,7 @@ etcd_campaign(EtcdClient *c, const char *key, const char *value,
 	add_base64(get, "key", key, strlen(key));
 	cJSON_AddItemToObject(get_op, "request_range", get);
 
-	cJSON_AddItemToObject(body, "compare", create_revision_compare(key, 0));
+	add_create_revision_compare(body, key, 0);
 	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), put_op);
 	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "failure"), get_op);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
@@ -206,7 +207,6 @@ etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 				  int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
-	cJSON	   *compares = create_revision_compare(own_key, create_revision);
 	cJSON	   *first = new_object();
 	cJSON	   *put = new_object();
 	cJSON	   *put_op = new_object();
@@ -219,8 +219,8 @@ etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 	cJSON_AddStringToObject(first, "target", "CREATE");
 	cJSON_AddStringToObject(first, "result", "GREATER");
 	add_int64(first, "create_revision", create_revision - 1);
-	cJSON_AddItemToArray(compares, first);
-	cJSON_AddItemToObject(body, "compare", compares);
+	add_create_revision_compare(body, own_key, create_revision);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(body, "compare"), first);
 
 	add_base64(put, "key", key, strlen(key));
 	add_base64(put, "value", value, strlen(value));
@@ -241,7 +241,23 @@ etcd_delete_if_created(EtcdClient *c, const char *key, int64 create_revision,
 
 	add_base64(del, "key", key, strlen(key));
 	cJSON_AddItemToObject(del_op, "request_delete_range", del);
-	cJSON_AddItemToObject(body, "compare", create_revision_compare(key, create_revision));
+	add_create_revision_compare(body, key, create_revision);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), del_op);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_delete_before(EtcdClient *c, const char *key, int64 create_revision,
+				   const char *next_key, int64 next_revision, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *del = new_object();
+	cJSON	   *del_op = new_object();
+
+	add_create_revision_compare(body, key, create_revision);
+	add_create_revision_compare(body, next_key, next_revision);
+	add_base64(del, "key", key, strlen(key));
+	cJSON_AddItemToObject(del_op, "request_delete_range", del);
 	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), del_op);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }

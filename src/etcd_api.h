@@ -89,6 +89,15 @@ extern EtcdRequest *etcd_delete_if_created(EtcdClient *c, const char *key,
 										   int64 create_revision, int timeout_ms, int tag);
 extern bool etcd_result_ok(EtcdRequest *req, char *err);
 
+/*
+ * Deletes key (created at create_revision) only while next_key is still
+ * there with next_revision: the one that takes over is the one that was
+ * checked.  etcd_txn_result() says whether it happened.
+ */
+extern EtcdRequest *etcd_delete_before(EtcdClient *c, const char *key, int64 create_revision,
+									   const char *next_key, int64 next_revision,
+									   int timeout_ms, int tag);
+
 extern EtcdRequest *etcd_watch_key(EtcdClient *c, const char *key, int64 start_revision,
 								   int connect_timeout_ms, int tag);
 extern EtcdWatchEvent etcd_watch_next(EtcdRequest *req, char *err);

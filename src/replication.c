@@ -58,6 +58,7 @@ replication_read(ReplicationState *state)
 		SpinLockRelease(&WalRcv->mutex);
 
 		state->streaming = (rcv_state == WALRCV_STREAMING);
+		state->flushed = flushed;
 		state->lag_bytes = sent > flushed ? (int64) (sent - flushed) : 0;
 	}
 }
@@ -75,6 +76,24 @@ replication_wal_end(void)
 	 * ends at the page boundary, which is as far as a standby can flush.
 	 */
 	return in_page == header ? insert - header : insert;
+}
+
+XLogRecPtr
+replication_wal_flushed(void)
+{
+	return GetFlushRecPtr(NULL);
+}
+
+bool
+replication_restart_receiver(void)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&WalRcv->mutex);
+	pid = WalRcv->pid;
+	SpinLockRelease(&WalRcv->mutex);
+	/* what pg_terminate_backend() would do; the startup process starts another */
+	return pid != 0 && kill(pid, SIGTERM) == 0;
 }
 
 /*

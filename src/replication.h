@@ -19,6 +19,7 @@ typedef struct ReplicationState
 	/* standbys: the WAL receiver */
 	bool		streaming;
 	TimeLineID	received_timeline;	/* 0 until something was received */
+	XLogRecPtr	flushed;		/* WAL received and flushed here */
 	int64		lag_bytes;		/* sent by the upstream, not yet flushed here */
 } ReplicationState;
 
@@ -27,6 +28,9 @@ extern void replication_read(ReplicationState *state);
 
 /* Primary: the end of the WAL inserted so far (what a successor must flush). */
 extern XLogRecPtr replication_wal_end(void);
+
+/* Primary: the end of the WAL flushed so far (what standbys can have). */
+extern XLogRecPtr replication_wal_flushed(void);
 
 /* Primary: whether a physical standby streams from this node now. */
 extern bool replication_has_standby(void);
@@ -44,6 +48,12 @@ extern int	replication_standbys_behind(XLogRecPtr upto);
 /* Primary: ends every physical walsender, so that standbys look for the
  * new leader; returns how many were signalled. */
 extern int	replication_drop_standbys(void);
+
+/*
+ * Standby: ends the WAL receiver, so that the startup process starts a new
+ * one, which connects through primary_conninfo anew.  False if none runs.
+ */
+extern bool replication_restart_receiver(void);
 
 /*
  * Standby: asks the startup process to end recovery, as pg_promote() does
