@@ -30,13 +30,13 @@
  *	                                         a refresh: first      leading, promoting
  *	promoting     lease, key  watch (own)    recovery ended and    leading
  *	                                         the record written
- *	leading       lease, key  watch (own)    leader_resign()       resigning
- *	                                         ... replicated        handing over
+ *	leading       lease, key  watch (own)    leader_resign()       handing over
  *	                                         a refresh: not first  queued
  *	handing over  lease, key  watch (own)    successor caught up:  no lease
  *	                                         key deleted while it
  *	                                         is still next
- *	                                         nobody is next        resigning
+ *	                                         nobody is next, or    resigning
+ *	                                         not a standby of ours
  *	                                         no catch-up in time   leading
  *	resigning     lease, key  key delete     answered              no lease
  *	backing off   lease       -              retry time reached    campaigning
@@ -182,6 +182,7 @@ struct Election
 	char		successor[LE_NAME_LEN]; /* printable; "" when nobody is next */
 	char		successor_key[LE_KEY_LEN];
 	int64		successor_revision;
+	bool		successor_must_catch_up;
 	XLogRecPtr	handover_upto;	/* WAL it must have; 0 until commits drained */
 
 	/* queued: the predecessor's key; promoting, leading: our own */
@@ -452,7 +453,7 @@ take_record(Election *e, const EtcdElectionRead *read)
 		memset(&e->record, 0, sizeof(e->record));
 }
 
-/* A primary with standbys, or the one the record names: handovers wait. */
+/* A primary with standbys, or the one the record names: a clean stop waits. */
 static bool
 replicated(Election *e)
 {
@@ -482,16 +483,31 @@ send_record(Election *e)
 								   e->config.request_timeout_ms, REQ_RECORD);
 }
 
+/* Whether a candidate of this election, other than us, streams from this node. */
+static bool
+candidate_streams(Election *e, const EtcdCandidates *queue)
+{
+	XLogRecPtr	flushed;
+
+	for (int i = 0; i < queue->count; i++)
+		if (strcmp(queue->keys[i].key, e->key) != 0 &&
+			replication_standby_flushed(queue->keys[i].name, &flushed))
+			return true;
+	return false;
+}
+
 /*
- * A leading primary records the cluster once a standby streams from it,
- * and then its flushed WAL whenever that moved: the lag standbys measure.
+ * A leading primary records the cluster once a standby that stands in this
+ * election streams from it (not any WAL client: an archiver's
+ * pg_receivewal does not make a replicated cluster), and then its flushed
+ * WAL whenever that moved: the lag standbys measure.
  */
 static bool
-record_due(Election *e)
+record_due(Election *e, const EtcdCandidates *queue)
 {
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		return replication_wal_flushed() != e->record.wal_end;
-	return replication_has_standby();
+	return candidate_streams(e, queue);
 }
 
 /* ---- phases ---- */
@@ -514,7 +530,7 @@ static const uint32 legal_from[EP_COUNT] = {
 	[EP_LEADING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING) |
 	PHASE_BIT(EP_PROMOTING) | PHASE_BIT(EP_HANDING_OVER),
 	[EP_HANDING_OVER] = PHASE_BIT(EP_LEADING),
-	[EP_RESIGNING] = PHASE_BIT(EP_LEADING) | PHASE_BIT(EP_HANDING_OVER),
+	[EP_RESIGNING] = PHASE_BIT(EP_HANDING_OVER),
 	[EP_BACKING_OFF] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
 	PHASE_BIT(EP_QUEUED),
 };
@@ -864,9 +880,10 @@ step_handover(Election *e, uint64 now)
 			e->request = etcd_range_candidates(e->client, e->config.prefix, 0,
 											   e->config.request_timeout_ms, REQ_SUCCESSOR);
 	}
-	else if (e->successor[0] == '\0')
+	else if (e->successor[0] == '\0' || !e->successor_must_catch_up)
 	{
-		enter(e, EP_RESIGNING);		/* nobody is next: nothing to wait for */
+		/* nobody is next, or not a standby of ours: nothing to wait for */
+		enter(e, EP_RESIGNING);
 		return;
 	}
 	else
@@ -960,9 +977,11 @@ election_step(Election *e)
 					break;
 				/* FALLTHROUGH */
 			case EP_QUEUED:
+				/* the leader reads the whole queue: who may stream from it */
 				if (e->refresh_due && e->request == NULL)
 					e->request = etcd_read_election(e->client, e->config.prefix,
-													e->create_revision, e->record_key,
+													e->phase == EP_LEADING ? 0 : e->create_revision,
+													e->record_key,
 													e->config.request_timeout_ms,
 													REQ_RANGE);
 				break;
@@ -1135,7 +1154,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 	EtcdElectionRead read;
-	EtcdKeyValue *own;
+	int			own = -1;
 	bool		first;
 	uint64		now = le_clock_us();
 
@@ -1149,9 +1168,11 @@ on_range_answer(Election *e, EtcdRequest *req)
 	e->refresh_due = false;
 
 	/* Our key must still be there with our revision: no phantom leader. */
-	own = read.queue.count > 0 ? &read.queue.keys[read.queue.count - 1] : NULL;
-	if (own == NULL || strcmp(own->key, e->key) != 0 ||
-		own->create_revision != e->create_revision)
+	for (int i = 0; i < read.queue.count; i++)
+		if (strcmp(read.queue.keys[i].key, e->key) == 0 &&
+			read.queue.keys[i].create_revision == e->create_revision)
+			own = i;
+	if (own < 0)
 	{
 		leave(e, "its key was deleted", false);
 		return;
@@ -1159,8 +1180,8 @@ on_range_answer(Election *e, EtcdRequest *req)
 
 	clear_failure(e);
 	take_record(e, &read);
-	first = (read.queue.count == 1);
-	e->queue_position = read.queue.count - 1;
+	first = (own == 0);
+	e->queue_position = own;
 	take_leader(e, &read.queue);
 	if (!first)
 		e->followed_leader = true;
@@ -1194,10 +1215,9 @@ on_range_answer(Election *e, EtcdRequest *req)
 	}
 
 	/* The first in line watches its own key; everyone else its predecessor. */
-	watch_key(e, first ? e->key : read.queue.keys[read.queue.count - 2].key,
-			  read.queue.revision + 1);
+	watch_key(e, first ? e->key : read.queue.keys[own - 1].key, read.queue.revision + 1);
 
-	if (e->phase == EP_LEADING && e->request == NULL && record_due(e))
+	if (e->phase == EP_LEADING && e->request == NULL && record_due(e, &read.queue))
 		send_record(e);
 }
 
@@ -1255,9 +1275,15 @@ on_successor_answer(Election *e, EtcdRequest *req)
 	e->successor[0] = '\0';
 	if (queue.count > 1)
 	{
+		XLogRecPtr	flushed;
+
 		strlcpy(e->successor, queue.keys[1].name, sizeof(e->successor));
 		strlcpy(e->successor_key, queue.keys[1].key, sizeof(e->successor_key));
 		e->successor_revision = queue.keys[1].create_revision;
+		/* in a replicated cluster, or to a standby of ours: it must have all */
+		e->successor_must_catch_up =
+			cluster_record_names(&e->record, &e->replication, e->config.node_name) ||
+			replication_standby_flushed(e->successor, &flushed);
 	}
 }
 
@@ -1402,21 +1428,23 @@ election_resign(Election *e, uint32 request_id)
 	e->resign_request = request_id;
 	e->resign_waiting = true;
 	if (e->phase == EP_LEADING)
-		enter(e, replicated(e) ? EP_HANDING_OVER : EP_RESIGNING);
+		enter(e, EP_HANDING_OVER);
 	else if (e->phase != EP_RESIGNING && e->phase != EP_HANDING_OVER)
 		answer_resign(e, NULL);
 }
 
 /*
- * A replicated primary that stops (fast or smart shutdown) lets its standbys
- * flush everything it wrote before it gives up its key, so that the one that
- * takes over loses nothing; bounded by switchover_timeout.  Its walsenders
- * keep running until PostgreSQL's shutdown checkpoint.
+ * A replicated primary that stops (fast or smart shutdown) lets its
+ * streaming standbys flush everything it wrote before it gives up its key,
+ * so that the one that takes over loses nothing; bounded by
+ * switchover_timeout and by its lease (nothing renews it meanwhile).  Its
+ * walsenders keep running until PostgreSQL's shutdown checkpoint.
  */
 static void
 let_standbys_catch_up(Election *e)
 {
-	uint64		deadline = le_clock_us() + (uint64) e->config.switchover_timeout_ms * 1000;
+	uint64		deadline = Min(le_clock_us() + (uint64) e->config.switchover_timeout_ms * 1000,
+							   e->lease_valid_until);
 	XLogRecPtr	upto = InvalidXLogRecPtr;
 
 	le_shared_clear_leadership();
@@ -1431,8 +1459,29 @@ let_standbys_catch_up(Election *e)
 	ereport(LOG,
 			(errmsg("leader_election: node \"%s\" stops before its standbys flushed all its WAL",
 					e->config.node_name),
-			 errdetail("It waited leader_election.switchover_timeout (%d ms).",
+			 errdetail("It waited leader_election.switchover_timeout (%d ms) or as long as its lease allowed.",
 					   e->config.switchover_timeout_ms)));
+}
+
+/*
+ * A stopping primary's last word in the cluster record: how far it flushed
+ * WAL, so that a standby that was not streaming at the end sees what it
+ * misses before it takes over.  Waits for the answer (at most
+ * request_timeout): the key delete that follows must not overtake it.
+ */
+static void
+record_final_wal(Election *e)
+{
+	uint64		deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
+
+	drop_request(&e->request);
+	cancel_renewals(e);
+	cancel_watch(e);
+	send_record(e);
+	while (!e->request->done && le_clock_us() < deadline)
+		etcd_client_wait(e->client, (long) ((deadline - le_clock_us()) / 1000) + 1,
+						 false, PG_WAIT_EXTENSION);
+	drop_request(&e->request);
 }
 
 void
@@ -1442,7 +1491,10 @@ election_shutdown(Election *e, const char *reason, bool postmaster_alive)
 
 	e->shutting_down = true;
 	if (postmaster_alive && e->phase == EP_LEADING && replicated(e))
+	{
 		let_standbys_catch_up(e);
+		record_final_wal(e);
+	}
 	leave(e, reason, true);
 	publish(e);
 	deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
