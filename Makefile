@@ -16,7 +16,8 @@ OBJS = \
 	src/sql_api.o \
 	src/statement_kinds.o \
 	src/fence.o \
-	src/session_mode.o
+	src/session_mode.o \
+	src/wal_shipping.o
 
 EXTENSION = leader_election
 DATA = sql/leader_election--1.0.sql sql/leader_election--1.0--1.1.sql

@@ -26,7 +26,9 @@
  * - a standby stands only while it streams (or just lost its stream: the
  *   grace period the election keeps), on the record's timeline or later,
  *   with no more than max_lag_on_failover of the WAL its upstream has sent,
- *   or the leader recorded as flushed, still unflushed;
+ *   or the leader recorded as flushed, still unflushed -- none at all when
+ *   the leader recorded that it stopped cleanly, for it waited until its
+ *   streaming standbys had everything;
  * - leader_election.candidate = off stands for nothing.
  * An unreadable record is a reason not to stand: when unsure, no leader.
  */
@@ -67,6 +69,8 @@ cluster_record_encode(const ClusterRecord *record)
 	cJSON_AddStringToObject(json, "node", record->node);
 	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(record->wal_end));
 	cJSON_AddStringToObject(json, "wal_end", lsn);
+	if (record->stopping)
+		cJSON_AddTrueToObject(json, "stopping");
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -115,6 +119,7 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	const cJSON *timeline;
 	const cJSON *node;
 	const cJSON *wal_end;
+	const cJSON *stopping;
 	char	   *end;
 
 	memset(record, 0, sizeof(*record));
@@ -144,6 +149,10 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	if (wal_end != NULL &&
 		(!cJSON_IsString(wal_end) || !parse_lsn(wal_end->valuestring, &record->wal_end)))
 		return unreadable(record, "wal_end is not a WAL position", json);
+	stopping = cJSON_GetObjectItemCaseSensitive(json, "stopping");
+	if (stopping != NULL && !cJSON_IsBool(stopping))
+		return unreadable(record, "stopping is not a boolean", json);
+	record->stopping = cJSON_IsTrue(stopping);
 	record->readable = true;
 	cJSON_Delete(json);
 }
@@ -222,15 +231,15 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
 		if (rs->timeline < record->timeline)
 			snprintf(reason, LE_ERROR_LEN,
-					 "timeline %u is behind the cluster's timeline %u: rejoin as a standby with pg_rewind",
+					 "timeline %u is behind the cluster's timeline %u: rejoin with pg_rewind",
 					 rs->timeline, record->timeline);
 		else if (rs->timeline > record->timeline)
 			snprintf(reason, LE_ERROR_LEN,
-					 "timeline %u forked from the cluster's timeline %u, which node \"%s\" leads: rejoin as a standby with pg_rewind",
+					 "timeline %u forked from the cluster's timeline %u, which node \"%s\" leads: rejoin with pg_rewind",
 					 rs->timeline, record->timeline, owner);
 		else
 			snprintf(reason, LE_ERROR_LEN,
-					 "timeline %u of this cluster belongs to node \"%s\": rejoin as a standby with pg_rewind",
+					 "timeline %u of this cluster belongs to node \"%s\": rejoin with pg_rewind",
 					 rs->timeline, owner);
 		return false;
 	}
@@ -251,6 +260,18 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		snprintf(reason, LE_ERROR_LEN,
 				 "streaming timeline %u is behind the cluster's timeline %u",
 				 rs->received_timeline, record->timeline);
+		return false;
+	}
+	/* a primary that stopped cleanly waited for its standbys: all or nothing */
+	if (record->exists && record->stopping && cluster_standby_lag(record, rs) > 0)
+	{
+		char		lag[32];
+
+		cluster_format_size(cluster_standby_lag(record, rs), lag, sizeof(lag));
+		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
+		snprintf(reason, LE_ERROR_LEN,
+				 "lag %s behind the WAL of primary \"%s\", which stopped cleanly: only a standby with all of it takes over",
+				 lag, owner);
 		return false;
 	}
 	if (cluster_standby_lag(record, rs) > input->max_lag_bytes)

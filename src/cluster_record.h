@@ -24,6 +24,7 @@ typedef struct ClusterRecord
 	TimeLineID	timeline;
 	char		node[LE_NAME_LEN];	/* as written, for comparisons */
 	XLogRecPtr	wal_end;		/* the leader's flushed WAL; 0 if not said */
+	bool		stopping;		/* its last word: it stopped cleanly */
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 

@@ -172,7 +172,10 @@ struct Election
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
 
-	/* promoting: recovery must end by then */
+	/* promoting: not before the old primary's stream ended, or then */
+	bool		promote_requested;
+	uint64		promote_not_before;
+	/* recovery must end by then */
 	uint64		promote_deadline;
 	char		promote_error[LE_ERROR_LEN];
 
@@ -183,6 +186,7 @@ struct Election
 	char		successor_key[LE_KEY_LEN];
 	int64		successor_revision;
 	bool		successor_must_catch_up;
+	bool		handed_over;	/* the successor keeps its walsender */
 	XLogRecPtr	handover_upto;	/* WAL it must have; 0 until commits drained */
 
 	/* queued: the predecessor's key; promoting, leading: our own */
@@ -403,6 +407,25 @@ follow_cluster_timeline(Election *e, uint64 now)
 	}
 }
 
+/* Two reasons of one kind: the same words, whatever the numbers in them. */
+static bool
+same_kind(const char *a, const char *b)
+{
+	for (;;)
+	{
+		while (isdigit((unsigned char) *a) || *a == '.')
+			a++;
+		while (isdigit((unsigned char) *b) || *b == '.')
+			b++;
+		if (*a != *b)
+			return false;
+		if (*a == '\0')
+			return true;
+		a++;
+		b++;
+	}
+}
+
 /* Reads replication state and decides standing, logging what changed. */
 static void
 assess(Election *e, uint64 now)
@@ -427,11 +450,13 @@ assess(Election *e, uint64 now)
 
 	/* starting up is no news */
 	if (!e->eligible && !e->replication.crash_recovery &&
-		strcmp(e->ineligible_reason, e->logged_reason) != 0)
+		!same_kind(e->ineligible_reason, e->logged_reason))
 	{
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" does not stand in the election: %s",
-						e->config.node_name, e->ineligible_reason)));
+						e->config.node_name, e->ineligible_reason),
+				 strstr(e->ineligible_reason, "pg_rewind") != NULL ?
+				 errhint("Rejoin it as a standby of the leader with pg_rewind (scripts/rejoin-standby.sh, README section \"Rejoining a deposed primary\").") : 0));
 		strlcpy(e->logged_reason, e->ineligible_reason, sizeof(e->logged_reason));
 	}
 	else if (e->eligible && e->logged_reason[0] != '\0')
@@ -464,10 +489,10 @@ replicated(Election *e)
 
 /*
  * Writes this node into the cluster record, with how far it has flushed
- * WAL, if it is still first in line.
+ * WAL and whether it is stopping, if it is still first in line.
  */
 static void
-send_record(Election *e)
+send_record(Election *e, XLogRecPtr wal_end, bool stopping)
 {
 	ClusterRecord *mine = &e->record_sent;
 
@@ -477,7 +502,8 @@ send_record(Election *e)
 	mine->system_identifier = e->replication.system_identifier;
 	mine->timeline = e->replication.timeline;
 	strlcpy(mine->node, e->config.node_name, sizeof(mine->node));
-	mine->wal_end = replication_wal_flushed();
+	mine->wal_end = wal_end;
+	mine->stopping = stopping;
 	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
 								   e->record_key, cluster_record_encode(mine),
 								   e->config.request_timeout_ms, REQ_RECORD);
@@ -506,7 +532,7 @@ static bool
 record_due(Election *e, const EtcdCandidates *queue)
 {
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
-		return replication_wal_flushed() != e->record.wal_end;
+		return replication_wal_flushed() != e->record.wal_end || e->record.stopping;
 	return candidate_streams(e, queue);
 }
 
@@ -538,7 +564,9 @@ static const uint32 legal_from[EP_COUNT] = {
 /*
  * A primary that stops leading for good lets its standbys go: they follow
  * whichever node reports itself writable.  Not while PostgreSQL shuts down:
- * its walsenders still send the last WAL.
+ * its walsenders still send the last WAL.  The successor it just handed over
+ * to keeps its stream: it is waiting for WAL when it is told to promote, and
+ * has all this node wrote until then, so the others can follow it.
  */
 static void
 release_standbys(Election *e)
@@ -547,7 +575,8 @@ release_standbys(Election *e)
 
 	if (e->shutting_down || e->replication.in_recovery)
 		return;
-	dropped = replication_drop_standbys();
+	dropped = replication_drop_standbys(e->handed_over ? e->successor : NULL);
+	e->handed_over = false;
 	if (dropped > 0)
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" ended its %d walsender(s): it no longer leads",
@@ -612,17 +641,15 @@ enter(Election *e, ElectionPhase to)
 		case EP_PROMOTING:
 			if (from == EP_PROMOTING)
 				break;
-			e->promote_deadline = now +
+			/* a primary that stopped cleanly still sends its last WAL */
+			e->promote_requested = false;
+			e->promote_not_before = now;
+			if (e->record.exists && e->record.stopping &&
+				strcmp(e->record.node, e->config.node_name) != 0)
+				e->promote_not_before += (uint64) e->config.lease_ttl_s * 1000000;
+			e->promote_deadline = e->promote_not_before +
 				(uint64) Max(e->config.lease_ttl_s, PROMOTE_MIN_S) * 1000000;
 			e->promote_error[0] = '\0';
-			if (replication_request_promotion(e->promote_error))
-				ereport(LOG,
-						(errmsg("leader_election: node \"%s\" is first in line: promoting this standby",
-								e->config.node_name),
-						 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
-								   e->key, e->create_revision)));
-			else
-				e->promote_deadline = now;	/* the next step gives up */
 			break;
 		case EP_HANDING_OVER:
 			drop_request(&e->request);
@@ -787,6 +814,9 @@ publish(Election *e)
 	view.eligible = e->eligible;
 	strlcpy(view.ineligible_reason, e->ineligible_reason, LE_ERROR_LEN);
 
+	/* walsenders serve this node's leadership, a handover included */
+	if ((leads || e->phase == EP_HANDING_OVER) && lease_valid(e, now))
+		le_shared_allow_shipping(e->lease_valid_until);
 	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0,
 						   leads ? (uint64) e->create_revision : 0))
 		return;
@@ -796,6 +826,12 @@ publish(Election *e)
 						e->config.node_name),
 				 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
 						   e->key, e->fencing_token)));
+	else if (view.role == LE_ROLE_FOLLOWER && view.queue_position < 0)
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" is now a follower outside the queue: %s",
+						e->config.node_name, e->ineligible_reason),
+				 errdetail("Leader \"%s\", fencing token " INT64_FORMAT ".",
+						   e->leader_name, e->fencing_token)));
 	else if (view.role == LE_ROLE_FOLLOWER)
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" is now a follower at queue position %d",
@@ -845,6 +881,25 @@ step_promotion(Election *e, uint64 now)
 {
 	char		reason[LE_ERROR_LEN];
 
+	/*
+	 * After a clean stop, once the old primary's stream has ended: its
+	 * walsenders end only when every standby has its shutdown checkpoint, so
+	 * the other standbys can follow this node's new timeline.
+	 */
+	if (!e->promote_requested &&
+		(!e->replication.streaming || now >= e->promote_not_before))
+	{
+		e->promote_requested = true;
+		if (replication_request_promotion(e->promote_error))
+			ereport(LOG,
+					(errmsg("leader_election: node \"%s\" is first in line: promoting this standby",
+							e->config.node_name),
+					 errdetail("Key \"%s\", fencing token " INT64_FORMAT ".",
+							   e->key, e->create_revision)));
+		else
+			e->promote_deadline = now;	/* gives up below */
+	}
+
 	if (now >= e->promote_deadline)
 	{
 		if (e->promote_error[0] != '\0')
@@ -857,7 +912,7 @@ step_promotion(Election *e, uint64 now)
 		return;
 	}
 	if (!e->replication.in_recovery && e->request == NULL && now >= e->retry_at)
-		send_record(e);
+		send_record(e, replication_wal_flushed(), false);
 }
 
 /*
@@ -889,7 +944,10 @@ step_handover(Election *e, uint64 now)
 	else
 	{
 		if (e->handover_upto == InvalidXLogRecPtr && le_commits_in_flight() == 0)
+		{
 			e->handover_upto = replication_wal_end();
+			replication_flush_wal(e->handover_upto);
+		}
 		streams = replication_standby_flushed(e->successor, &flushed);
 		if (e->handover_upto != InvalidXLogRecPtr && streams && flushed >= e->handover_upto &&
 			e->request == NULL && now >= e->retry_at)
@@ -1192,7 +1250,8 @@ on_range_answer(Election *e, EtcdRequest *req)
 		if (e->record.exists &&
 			!cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		{
-			leave(e, "the cluster record names another primary", true);
+			leave(e, e->record.readable ? "the cluster record names another primary" :
+				  "the cluster record is unreadable", true);
 			return;
 		}
 	}
@@ -1218,7 +1277,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 	watch_key(e, first ? e->key : read.queue.keys[own - 1].key, read.queue.revision + 1);
 
 	if (e->phase == EP_LEADING && e->request == NULL && record_due(e, &read.queue))
-		send_record(e);
+		send_record(e, replication_wal_flushed(), false);
 }
 
 /* The leader wrote (or could not write) the cluster record. */
@@ -1311,6 +1370,7 @@ on_handover_answer(Election *e, EtcdRequest *req)
 	snprintf(reason, sizeof(reason),
 			 "it handed over to \"%s\", which had flushed all its WAL up to %X/%X",
 			 e->successor, LSN_FORMAT_ARGS(e->handover_upto));
+	e->handed_over = true;
 	leave(e, reason, false);
 }
 
@@ -1440,7 +1500,7 @@ election_resign(Election *e, uint32 request_id)
  * switchover_timeout and by its lease (nothing renews it meanwhile).  Its
  * walsenders keep running until PostgreSQL's shutdown checkpoint.
  */
-static void
+static XLogRecPtr
 let_standbys_catch_up(Election *e)
 {
 	uint64		deadline = Min(le_clock_us() + (uint64) e->config.switchover_timeout_ms * 1000,
@@ -1451,9 +1511,12 @@ let_standbys_catch_up(Election *e)
 	while (le_clock_us() < deadline)
 	{
 		if (upto == InvalidXLogRecPtr && le_commits_in_flight() == 0)
+		{
 			upto = replication_wal_end();
+			replication_flush_wal(upto);
+		}
 		if (upto != InvalidXLogRecPtr && replication_standbys_behind(upto) == 0)
-			return;
+			return upto;
 		pg_usleep(AWAIT_POLL_MS * 1000L);
 	}
 	ereport(LOG,
@@ -1461,23 +1524,29 @@ let_standbys_catch_up(Election *e)
 					e->config.node_name),
 			 errdetail("It waited leader_election.switchover_timeout (%d ms) or as long as its lease allowed.",
 					   e->config.switchover_timeout_ms)));
+	return InvalidXLogRecPtr;
 }
 
 /*
- * A stopping primary's last word in the cluster record: how far it flushed
- * WAL, so that a standby that was not streaming at the end sees what it
- * misses before it takes over.  Waits for the answer (at most
+ * A stopping primary's last word in the cluster record.  If its standbys
+ * caught up with everything it wrote (upto), it records that it stopped and
+ * where: only a standby that has all of it may take over then, so a clean
+ * stop loses nothing.  If they did not, it records how far it flushed, and
+ * the usual bound applies, as after a crash.  Waits for the answer (at most
  * request_timeout): the key delete that follows must not overtake it.
  */
 static void
-record_final_wal(Election *e)
+record_final_wal(Election *e, XLogRecPtr upto)
 {
 	uint64		deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
 
 	drop_request(&e->request);
 	cancel_renewals(e);
 	cancel_watch(e);
-	send_record(e);
+	if (upto != InvalidXLogRecPtr)
+		send_record(e, upto, true);
+	else
+		send_record(e, replication_wal_flushed(), false);
 	while (!e->request->done && le_clock_us() < deadline)
 		etcd_client_wait(e->client, (long) ((deadline - le_clock_us()) / 1000) + 1,
 						 false, PG_WAIT_EXTENSION);
@@ -1491,10 +1560,7 @@ election_shutdown(Election *e, const char *reason, bool postmaster_alive)
 
 	e->shutting_down = true;
 	if (postmaster_alive && e->phase == EP_LEADING && replicated(e))
-	{
-		let_standbys_catch_up(e);
-		record_final_wal(e);
-	}
+		record_final_wal(e, let_standbys_catch_up(e));
 	leave(e, reason, true);
 	publish(e);
 	deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;

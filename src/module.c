@@ -16,6 +16,7 @@
 
 #include "fence.h"
 #include "session_mode.h"
+#include "wal_shipping.h"
 #include "leader_election.h"
 
 PG_MODULE_MAGIC;
@@ -321,6 +322,7 @@ _PG_init(void)
 	le_shmem_install_hooks();
 	le_fence_install();
 	le_session_mode_install();
+	le_wal_shipping_install();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;

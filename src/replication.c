@@ -33,6 +33,8 @@
 void
 replication_read(ReplicationState *state)
 {
+	XLogRecPtr	replayed;
+
 	memset(state, 0, sizeof(*state));
 	state->system_identifier = GetSystemIdentifier();
 	state->in_recovery = RecoveryInProgress();
@@ -43,7 +45,7 @@ replication_read(ReplicationState *state)
 	}
 
 	state->crash_recovery = (GetRecoveryState() == RECOVERY_STATE_CRASH);
-	(void) GetXLogReplayRecPtr(&state->timeline);
+	replayed = GetXLogReplayRecPtr(&state->timeline);
 	if (WalRcv != NULL)
 	{
 		WalRcvState rcv_state;
@@ -57,6 +59,11 @@ replication_read(ReplicationState *state)
 		state->received_timeline = WalRcv->receivedTLI;
 		SpinLockRelease(&WalRcv->mutex);
 
+		/*
+		 * A new WAL receiver starts at the beginning of a segment, behind what
+		 * was replayed already; what this node has is the further of both.
+		 */
+		flushed = Max(flushed, replayed);
 		state->streaming = (rcv_state == WALRCV_STREAMING);
 		state->flushed = flushed;
 		state->lag_bytes = sent > flushed ? (int64) (sent - flushed) : 0;
@@ -82,6 +89,13 @@ XLogRecPtr
 replication_wal_flushed(void)
 {
 	return GetFlushRecPtr(NULL);
+}
+
+void
+replication_flush_wal(XLogRecPtr upto)
+{
+	/* the WAL writer leaves a partly filled page alone: standbys need it now */
+	XLogFlush(upto);
 }
 
 bool
@@ -204,15 +218,21 @@ replication_standbys_behind(XLogRecPtr upto)
 }
 
 int
-replication_drop_standbys(void)
+replication_drop_standbys(const char *keep)
 {
 	pid_t	   *pids;
 	char	  **names;
 	int			count = physical_walsenders(&pids, &names);
+	int			dropped = 0;
 
 	for (int i = 0; i < count; i++)
+	{
+		if (keep != NULL && strcmp(names[i], keep) == 0)
+			continue;
 		(void) kill(pids[i], SIGTERM);
-	return count;
+		dropped++;
+	}
+	return dropped;
 }
 
 bool

@@ -32,6 +32,9 @@ extern XLogRecPtr replication_wal_end(void);
 /* Primary: the end of the WAL flushed so far (what standbys can have). */
 extern XLogRecPtr replication_wal_flushed(void);
 
+/* Primary: flushes WAL up to upto, so that walsenders can send it. */
+extern void replication_flush_wal(XLogRecPtr upto);
+
 /* Primary: whether a physical standby streams from this node now. */
 extern bool replication_has_standby(void);
 
@@ -45,9 +48,12 @@ extern bool replication_standby_flushed(const char *application_name,
 /* Primary: how many streaming physical standbys have flushed less than upto. */
 extern int	replication_standbys_behind(XLogRecPtr upto);
 
-/* Primary: ends every physical walsender, so that standbys look for the
- * new leader; returns how many were signalled. */
-extern int	replication_drop_standbys(void);
+/*
+ * Primary: ends every physical walsender but keep's (an application_name,
+ * or NULL), so that standbys look for the new leader; returns how many were
+ * signalled.
+ */
+extern int	replication_drop_standbys(const char *keep);
 
 /*
  * Standby: ends the WAL receiver, so that the startup process starts a new

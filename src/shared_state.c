@@ -59,6 +59,7 @@ le_shmem_startup(void)
 		pg_atomic_init_u64(&le_shared->valid_until_us, 0);
 		pg_atomic_init_u64(&le_shared->term, 0);
 		pg_atomic_init_u64(&le_shared->term_since, 0);
+		pg_atomic_init_u64(&le_shared->ship_until, 0);
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
 		pg_atomic_init_u32(&le_shared->commits_in_flight, 0);
 		ConditionVariableInit(&le_shared->changed);
@@ -132,6 +133,13 @@ void
 le_shared_clear_leadership(void)
 {
 	pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
+}
+
+void
+le_shared_allow_shipping(uint64 until_us)
+{
+	if (until_us > pg_atomic_read_u64(&le_shared->ship_until))
+		pg_atomic_write_u64(&le_shared->ship_until, until_us);
 }
 
 bool

@@ -18,6 +18,9 @@
  *   validity that claims them, so a backend that reads valid_until_us, then
  *   term, then term_since (le_leader_term_now()) never pairs a validity with
  *   an older term, nor a term with an older start.
+ * - ship_until is how long walsenders may ship WAL as this node's leadership
+ *   (wal_shipping.c): the worker moves it forward while it leads or hands
+ *   over, and never back; it lapses by itself.
  * - Leadership is cleared first and claimed last.  A worker that stops
  *   leading zeroes valid_until_us before any other sign of it (a role change
  *   in the view, a key delete or a lease revoke sent to etcd); a worker that
@@ -94,6 +97,7 @@ typedef struct LeaderShared
 	pg_atomic_uint64 valid_until_us;	/* le_clock_us() deadline; 0: not leader */
 	pg_atomic_uint64 term;		/* fencing token of the leadership it ends */
 	pg_atomic_uint64 term_since;	/* TimestampTz at which that term began */
+	pg_atomic_uint64 ship_until;	/* le_clock_us() deadline for walsenders */
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	pg_atomic_uint32 commits_in_flight; /* leader's commits past their check */
 	ConditionVariable changed;
@@ -158,6 +162,15 @@ le_leader_term_now(TimestampTz *since)
 	return term;
 }
 
+/* Whether walsenders may still ship WAL as this node's leadership. */
+static inline bool
+le_may_ship_wal(void)
+{
+	uint64		until = pg_atomic_read_u64(&le_shared->ship_until);
+
+	return until != 0 && le_clock_us() < until;
+}
+
 /* ---- the worker's side: the only writers ---- */
 
 /* The worker starts: it can be woken, and resets everything when it exits. */
@@ -165,6 +178,9 @@ extern void le_shared_attach_worker(void);
 
 /* Ends leadership now, before anything else says so. */
 extern void le_shared_clear_leadership(void);
+
+/* Walsenders may ship WAL as this node's leadership until then (later only). */
+extern void le_shared_allow_shipping(uint64 until_us);
 
 /*
  * Publishes the view; valid_until_us is the leadership deadline, or 0, and
