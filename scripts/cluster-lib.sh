@@ -1,12 +1,16 @@
-# Shared helpers for scripts/test.sh, scripts/demo.sh, bench/handover.sh and bench/routing.sh
-# (sourced, not run).
+# Shared helpers for scripts/test.sh, scripts/demo.sh and bench/*.sh (sourced, not run).
 #
 # Each of those scripts runs in two stages, because PostgreSQL refuses to run as root:
 #   1. le_prepare (as root, or as whoever runs it): install packages, build, `make install`,
 #      then copy the tree into a private work dir under /tmp owned by the unprivileged user;
 #   2. le_run_user re-runs the same script from that copy as that user (LE_STAGE=user), where
 #      the le_etcd_* / le_node_* / le_handover helpers start etcd and PostgreSQL nodes on
-#      loopback only; le_cleanup stops them again.
+#      loopback only (le_stream_* a streaming-replication cluster); le_cleanup stops them again.
+#
+# Environment:
+#   LE_SKIP_BUILD=1   le_prepare skips `make` and `make install` and uses the extension that is
+#                     already installed (for example while src/ is being edited and may not
+#                     compile); it still installs missing packages.
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BIN/pg_config
@@ -42,8 +46,12 @@ le_stats() {
 # $1: a word naming the work dir. Sets LE_USER and LE_WORK; removes LE_WORK on exit.
 le_prepare() {
 	bash "$LE_ROOT/scripts/install-deps.sh"
-	make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG"
-	make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+	if [[ ${LE_SKIP_BUILD:-} == 1 ]]; then
+		echo "LE_SKIP_BUILD=1: not building; using the installed $("$PG_CONFIG" --pkglibdir)/leader_election.so"
+	else
+		make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG"
+		make -C "$LE_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+	fi
 	if ((EUID == 0)); then LE_USER=postgres; else LE_USER=$(id -un); fi
 	# /tmp rather than $TMPDIR: the unprivileged user must reach it, and socket paths stay short.
 	LE_WORK=$(mktemp -d "/tmp/leader_election-$1.XXXXXX")
@@ -418,4 +426,185 @@ le_writer_outages() {
 	}
 	END { if (fails > 0) flush("", 0) }
 	' "$1"
+}
+
+# --- a streaming-replication cluster (demo act g, bench/failover.sh) ---------
+# The recipe of README.md, "Streaming replication": node1 is initdb'd and leads as the primary;
+# node2..N are copies made with pg_basebackup -X stream and run as hot standbys. Every node has
+# the same settings but its own port, node name and application_name, and a primary_conninfo
+# that lists every node with target_session_attrs=read-write, so a standby streams from
+# whichever node accepts writes. The superuser postgres replicates (initdb's pg_hba.conf trusts
+# local replication connections).
+
+# libpq connection string of node $1 (pg_rewind's source server).
+le_node_conninfo() { echo "host=$LE_WORK port=$((LE_PORT_BASE + $1)) user=postgres dbname=postgres"; }
+
+# Writes node $1's whole postgresql.conf: initdb's original, then the cluster's settings, then the
+# node's own. pg_basebackup and pg_rewind copy the source's postgresql.conf, so this is written
+# again after a copy (the rejoin script keeps the node's own file instead).
+le_stream_conf() {
+	local n hosts='' ports=''
+	for ((n = 1; n <= LE_NODES; n++)); do
+		hosts+=${hosts:+,}$LE_WORK
+		ports+=${ports:+,}$((LE_PORT_BASE + n))
+	done
+	{
+		cat "$LE_WORK/postgresql.conf.initdb"
+		cat <<-EOC
+			# --- leader_election streaming cluster
+			listen_addresses = ''
+			unix_socket_directories = '$LE_WORK'
+			shared_preload_libraries = 'leader_election'
+			leader_election.endpoints = '$LE_ETCD_URL'
+			leader_election.prefix = '$LE_PREFIX'
+			leader_election.lease_ttl = $LE_TTL
+			wal_level = replica
+			max_wal_senders = 10
+			wal_log_hints = on
+			wal_keep_size = '256MB'
+			hot_standby = on
+			recovery_target_timeline = 'latest'
+			wal_receiver_status_interval = 1s
+			wal_retrieve_retry_interval = 1s
+			fsync = off
+			shared_buffers = 16MB
+			max_connections = 20
+			# --- this node's own settings
+			port = $((LE_PORT_BASE + $1))
+			leader_election.node_name = 'node$1'
+			primary_conninfo = 'host=$hosts port=$ports user=postgres target_session_attrs=read-write application_name=node$1 connect_timeout=2'
+		EOC
+	} >"$LE_WORK/node$1/postgresql.conf"
+}
+
+# Creates and starts node1..node$1 (ports $2+1..$2+$1, prefix $3, lease TTL $4 s, at
+# LE_ETCD_URL): node1 as the primary, with the extension created, leading; the others as
+# standbys streaming from it. Sets LE_LEADER=1.
+le_stream_init() {
+	local i pids=()
+	LE_NODES=$1
+	LE_PORT_BASE=$2
+	LE_PREFIX=$3
+	LE_TTL=$4
+	initdb -D "$LE_WORK/node1" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+		--no-instructions >"$LE_WORK/initdb1.log" 2>&1 || { cat "$LE_WORK/initdb1.log" >&2; le_die "initdb node1 failed"; }
+	cp "$LE_WORK/node1/postgresql.conf" "$LE_WORK/postgresql.conf.initdb"
+	le_stream_conf 1
+	le_node_start 1
+	le_psql 1 "CREATE EXTENSION leader_election"
+	[[ $(le_psql 1 "SELECT leader_wait(10000)") == t ]] || le_die "node1 did not lead within 10 s"
+	LE_LEADER=1
+	for ((i = 2; i <= LE_NODES; i++)); do
+		pg_basebackup -D "$LE_WORK/node$i" -X stream -c fast --no-sync -h "$LE_WORK" \
+			-p $((LE_PORT_BASE + 1)) -U postgres >"$LE_WORK/basebackup$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for ((i = 2; i <= LE_NODES; i++)); do
+		wait "${pids[i - 2]}" || { cat "$LE_WORK/basebackup$i.log" >&2; le_die "pg_basebackup of node$i failed"; }
+		le_stream_conf "$i"
+		touch "$LE_WORK/node$i/standby.signal"
+		le_node_start "$i"
+	done
+	for ((i = 2; i <= LE_NODES; i++)); do
+		le_until 30 le_streams "$i" || le_die "node$i does not stream within 30 s"
+	done
+}
+
+# True when node $1 is a standby whose WAL receiver streams.
+le_streams() {
+	[[ $(le_psql "$1" "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'") == 1 ]]
+}
+
+# True when node $1 is a standby that streams from node $2, on node $2's timeline (a standby
+# that cannot follow a new timeline streams the old one's tail again and again).
+le_streams_from() {
+	local tli
+	# the primary's current timeline: the first 8 hex digits of its current WAL file's name
+	tli=$(le_psql "$2" "SELECT ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::integer") ||
+		return 1
+	[[ $(le_psql "$1" "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'
+		AND sender_port = $((LE_PORT_BASE + $2)) AND received_tli = $tli") == 1 ]]
+}
+
+# True when node $1 stands for election: an eligible follower in the queue.
+le_stands() {
+	[[ $(le_psql "$1" "SELECT role = 'follower' AND eligible AND queue_position IS NOT NULL
+		FROM leader_status()") == t ]]
+}
+
+# True when node $1 says it is not eligible, with a reason.
+le_ineligible() {
+	[[ $(le_psql "$1" "SELECT NOT eligible AND ineligible_reason IS NOT NULL
+		FROM leader_status()") == t ]]
+}
+
+# Waits until every running node but the leader LE_LEADER streams from it and stands; $1: seconds.
+le_stream_settled() {
+	local i deadline=$((SECONDS + $1))
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if ((i == LE_LEADER)) || ! le_node_up "$i"; then continue; fi
+		le_until $((deadline - SECONDS)) le_streams_from "$i" "$LE_LEADER" || return 1
+		le_until $((deadline - SECONDS)) le_stands "$i" || return 1
+	done
+}
+
+# Turns node $1, a deposed primary (running or not), into a standby of the leader LE_LEADER with
+# scripts/rejoin-standby.sh (pg_rewind from the leader; the node keeps its own configuration),
+# and starts it. Its output goes to $LE_WORK/rejoin$1.log.
+le_stream_rejoin() {
+	local log=$LE_WORK/rejoin$1.log
+	echo "--- $(date +%T.%3N) rejoin node$1 from node$LE_LEADER" >>"$log"
+	if ! bash "$LE_ROOT/scripts/rejoin-standby.sh" "$LE_WORK/node$1" \
+		"$(le_node_conninfo "$LE_LEADER")" >>"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		le_die "rejoining node$1 as a standby of node$LE_LEADER failed"
+	fi
+	le_node_up "$1" || le_node_start "$1"
+}
+
+# One table row per node: its own view of the election and of its replication, from
+# leader_status() and pg_stat_wal_receiver ("streams from").
+le_stream_table() {
+	local i row role leader pos rec tli lag elig from reason
+	local fmt='  %-6s %-6s %-10s %-7s %-6s %-12s %-9s %-14s %-9s %-13s %s\n'
+	# shellcheck disable=SC2059 # the format is the variable
+	printf "$fmt" node port role leader queue in_recovery timeline wal_lag_bytes eligible \
+		"streams from" ineligible_reason
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if ! le_node_up "$i"; then
+			printf '  %-6s %-6s %-10s\n' "node$i" $((LE_PORT_BASE + i)) "(stopped)"
+			continue
+		fi
+		row=$(le_psql "$i" "SELECT role, coalesce(leader_name, '-'),
+			coalesce(queue_position::text, '-'), in_recovery, timeline,
+			coalesce(wal_lag_bytes::text, '-'), eligible,
+			coalesce((SELECT 'node' || (sender_port - $LE_PORT_BASE) FROM pg_stat_wal_receiver
+				WHERE status = 'streaming'), '-'),
+			translate(coalesce(ineligible_reason, '-'), E'\n|', '  ')
+			FROM leader_status()") || row='?|?|?|?|?|?|?|?|(leader_status() failed)'
+		IFS='|' read -r role leader pos rec tli lag elig from reason <<<"$row"
+		# shellcheck disable=SC2059
+		printf "$fmt" "node$i" $((LE_PORT_BASE + i)) "$role" "$leader" "$pos" "$rec" "$tli" "$lag" \
+			"$elig" "$from" "$reason"
+	done
+}
+
+# A standby that had replayed further on the old timeline than the point where the new primary's
+# timeline forked off cannot follow it (its log says "new timeline N forked off current database
+# system timeline M before current recovery point"); like a deposed primary it must be rewound.
+# Each running standby that does not stream from the leader LE_LEADER within $1 s is rejoined
+# with le_stream_rejoin; prints a line for each, and sets LE_REWOUND to their numbers.
+le_stream_unstick() {
+	local i line deadline=$((SECONDS + $1))
+	LE_REWOUND=()
+	for ((i = 1; i <= LE_NODES; i++)); do
+		if ((i == LE_LEADER)) || ! le_node_up "$i"; then continue; fi
+		le_until $((deadline - SECONDS)) le_streams_from "$i" "$LE_LEADER" && continue
+		line=$(grep -h 'forked off current database system timeline' "$LE_WORK/node$i.log" |
+			tail -n 1 | sed 's/^.*LOG: *//') || true
+		echo "  node$i does not stream from node$LE_LEADER (${line:-its log does not say why});" \
+			"rejoining it with pg_rewind"
+		le_stream_rejoin "$i"
+		LE_REWOUND+=("$i")
+	done
 }

@@ -4,7 +4,10 @@
 # stop (pg_ctl stop -m fast) and a crash (pg_ctl stop -m immediate). Needs no input; everything
 # it starts is stopped and removed on exit. Then the write fence refuses a follower's write, and a
 # client that reconnects through one multi-host connection string (target_session_attrs=read-write)
-# keeps writing across a resign and a clean stop, always on the leader.
+# keeps writing across a resign and a clean stop, always on the leader. Last, a streaming-replication
+# cluster (node1 primary, node2 and node3 standbys made with pg_basebackup): the primary crashes,
+# the first standby in line promotes itself and the client writes on; the old primary comes back
+# fenced, is rejoined as a standby with scripts/rejoin-standby.sh (pg_rewind) and stands again.
 set -euo pipefail
 source "$(dirname "$0")/cluster-lib.sh"
 
@@ -197,6 +200,139 @@ while IFS='|' read -r first ms fails before after kinds; do
 			"$kinds"
 	fi
 done <<<"$outages"
+
+le_heading "(g) streaming replication: the primary crashes, a standby promotes itself"
+# The nodes of acts (a)-(f) are independent databases; this act builds a replicated cluster with
+# the same names on new ports and its own prefix.
+for i in 1 2 3; do
+	if le_node_up "$i"; then le_node_stop "$i" fast; fi
+	rm -rf "${LE_WORK:?}/node$i" "$LE_WORK/node$i.log"
+done
+RPREFIX=/leader_election/demo-replicated
+echo "  the nodes of (a)-(f) are stopped and removed. New ones, prefix $RPREFIX, lease_ttl=${TTL}s:"
+echo "  node1: initdb, the primary; node2, node3: pg_basebackup -X stream from node1, standby.signal."
+echo "  Every node's postgresql.conf (README, Streaming replication) has wal_log_hints = on,"
+echo "  recovery_target_timeline = 'latest', wal_retrieve_retry_interval = 1s and"
+t=$SECONDS
+le_stream_init 3 54370 "$RPREFIX" "$TTL"
+sed -n "s|^primary_conninfo = |    primary_conninfo = |p" "$LE_WORK/node2/postgresql.conf" | sed "s|$LE_WORK|\$DIR|g"
+echo "  (application_name is each node's own name: the primary tells its standbys apart by it)"
+le_psql 1 "CREATE TABLE failover (id bigserial PRIMARY KEY,
+	at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	port integer NOT NULL DEFAULT current_setting('port')::integer)"
+le_stream_settled 20 || echo "  (not every standby stands yet)"
+echo "  ready after $((SECONDS - t)) s: node1 leads, both standbys stream from it and stand in the queue"
+echo
+le_stream_table
+
+conninfo=$(le_rw_conninfo)
+flog=$LE_WORK/failover-writer.log
+le_writer_start "$flog" "$conninfo" "INSERT INTO failover DEFAULT VALUES" -p 5 -t 60
+echo
+echo "  the client of (f) (one row per connection, 5 ms pause) writes through the read-write string"
+le_until 5 le_writer_landed "$flog" 0 - || le_die "the client wrote nothing within 5 s"
+echo "  $(hhmmss "$LE_LANDED_AT")  first write: on node$LE_LANDED_NODE"
+sleep 1
+le_trigger immediate 1
+echo "  $(hhmmss "$LE_T0")  pg_ctl stop -m immediate of the primary node1 (a crash); each node's role:"
+role_line() {
+	local i out='' r
+	for i in 1 2 3; do
+		if le_node_up "$i"; then
+			r=$(le_psql "$i" "SELECT role || CASE WHEN in_recovery THEN ' (standby)' ELSE '' END
+				FROM leader_status()" 2>/dev/null) || r='?'
+		else
+			r='(down)'
+		fi
+		out+=$(printf '  node%s %-20s' "$i" "$r")
+	done
+	echo "$out"
+}
+deadline=$((SECONDS + 15))
+until le_writer_landed "$flog" "$LE_T0" $((LE_PORT_BASE + 1)); do
+	if ((SECONDS >= deadline)); then
+		echo
+		le_stream_table
+		echo "  the client's last attempts:"
+		tail -n 3 "$flog" | cut -c1-200 | sed 's/^/    /'
+		le_die "no write on another node within 15 s of the crash"
+	fi
+	printf '   +%4.1f s %s\n' "$(le_ms "$LE_T0" "$(le_now)" | awk '{ print $1 / 1000 }')" "$(role_line)"
+	sleep 0.4
+done
+crash_ms=$(le_ms "$LE_T0" "$LE_LANDED_AT")
+new=$LE_LANDED_NODE
+echo "  $(hhmmss "$LE_LANDED_AT")  the client writes on node$new, $crash_ms ms after the crash"
+route_summary+=("$(printf '  %-26s node%s -> node%s %10s ms' "crash, streaming cluster" 1 "$new" \
+	"$crash_ms")")
+le_find_leader || le_die "no leader"
+# A standby that had received more of node1's last WAL than node$new cannot follow the new
+# timeline: it is rewound like a deposed primary (a line says so).
+le_stream_unstick 15
+le_stream_settled 20 || echo "  (the other standby does not stand yet)"
+echo
+le_stream_table
+echo "  node$new promoted itself (timeline 2); the other standby found it through primary_conninfo"
+echo "  (target_session_attrs=read-write) and follows the new timeline (recovery_target_timeline)."
+
+le_heading "(h) the old primary comes back: fenced until it is rejoined as a standby"
+le_node_start 1
+le_until 10 le_ineligible 1 || echo "  (node1 does not say it is ineligible within 10 s)"
+echo "  node1 restarted as it was: a primary on timeline 1, which etcd's cluster record has left"
+echo
+le_stream_table
+echo
+echo "  a write on node1:"
+le_psql 1 "INSERT INTO failover DEFAULT VALUES" 2>&1 | sed 's/^/    /' || true
+echo "  node1's log says why, once:"
+grep -m 1 -E 'pg_rewind' "$LE_WORK/node1.log" | cut -c1-220 | sed 's/^/    /' || echo "    (no such line)"
+echo
+echo "  scripts/rejoin-standby.sh \$DIR/node1 '$(le_node_conninfo "$new" | sed "s|$LE_WORK|\$DIR|g")'"
+echo "  (stop, keep the node's own configuration files, pg_rewind from the leader, standby.signal)"
+t0=$(le_now)
+le_stream_rejoin 1
+le_until 20 le_streams_from 1 "$new" || echo "  (node1 does not stream from node$new within 20 s)"
+le_until 20 le_stands 1 || echo "  (node1 does not stand within 20 s)"
+echo "  node1 streams from node$new and stands again, $(le_ms "$t0" "$(le_now)") ms after the rejoin began"
+grep -E '^pg_rewind: (servers diverged|need to copy)' "$LE_WORK/rejoin1.log" | sed 's/^/    /' || true
+echo
+le_stream_table
+
+sleep 0.5
+le_writer_stop
+echo
+echo "  the client stopped after $(wc -l <"$flog") attempts; write outages (first failed attempt to"
+echo "  the next write):"
+while IFS='|' read -r first ms fails before after kinds; do
+	[[ -n $first ]] || continue
+	if [[ -n $ms ]]; then
+		printf '    %s  %8s ms  node%s -> node%s  %d failed: %s\n' "$(hhmmss "$first")" "$ms" \
+			"$before" "$after" "$fails" "$kinds" | cut -c1-250
+	else
+		printf '    %s  until the client stopped  %d failed: %s\n' "$(hhmmss "$first")" "$fails" \
+			"$kinds" | cut -c1-250
+	fi
+done <<<"$(le_writer_outages "$flog")"
+echo "  (the crash costs about the lease TTL: the dead primary's key lives until its lease expires."
+echo "  A one-attempt outage during the rejoin, if any, is libpq giving up the whole string when"
+echo "  node1, its first host, closes a connection while it stops or starts; the next attempt writes.)"
+lsn=$(le_psql "$new" "SELECT pg_current_wal_lsn()")
+replayed() { [[ $(le_psql "$1" "SELECT pg_last_wal_replay_lsn() >= '$lsn'") == t ]]; }
+echo "  rows: acknowledged to the client (its log) and present (count(*)), by the node that took them:"
+printf '    %-22s %14s %16s %16s %16s\n' "" acknowledged "on node1" "on node2" "on node3"
+for w in 1 2 3; do
+	acked=$(awk -v p=$((LE_PORT_BASE + w)) '$2 == "ok" && $3 == p { n++ } END { print n + 0 }' "$flog")
+	((acked > 0)) || continue
+	row=$(printf '    %-22s %14s' "written on node$w" "$acked")
+	for i in 1 2 3; do
+		((i == new)) || le_until 10 replayed "$i" || true
+		row+=$(printf ' %16s' "$(le_psql "$i" "SELECT count(*) FROM failover WHERE port = $((LE_PORT_BASE + w))")")
+	done
+	echo "$row"
+done
+echo "  (asynchronous replication: rows that node1 acknowledged in the last moment before the crash"
+echo "  and had not yet sent are lost; a standby stands only while it is within"
+echo "  leader_election.max_lag_on_failover (1MB) of the primary)"
 
 le_heading "What 'etcdctl elect -l $PREFIX' observed (leader key, value)"
 paste - - <"$LE_WORK/observer.log" | sed 's/^/  /'

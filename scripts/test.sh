@@ -15,7 +15,7 @@ fi
 
 # Bounds, so that a hanging test fails the run instead of eating CI's time.
 REGRESS_TIMEOUT=${LE_REGRESS_TIMEOUT:-180}
-TAP_TIMEOUT=${LE_TAP_TIMEOUT:-600}
+TAP_TIMEOUT=${LE_TAP_TIMEOUT:-1200}
 trap le_cleanup EXIT
 
 le_heading "etcd for pg_regress on 127.0.0.1:23790"

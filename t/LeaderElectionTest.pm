@@ -36,6 +36,20 @@ LeaderElectionTest - PostgreSQL nodes running leader_election, and checks
   my $leader = le_wait_one_leader(30, $n1, $n2);
   kill 'STOP', le_worker_pid($n1);
 
+  # a streaming-replication cluster: n1 primary, n2 and n3 standbys
+  # (pg_basebackup), queued in that order
+  my ($p, $s2, $s3) = le_replicated_cluster($etcd, n => 3,
+      prefix => '/leader_election/t2', lease_ttl => 2);
+  my $rw = le_rw_connstr($p, $s2, $s3);  # target_session_attrs=read-write
+  my $rec = le_wait_cluster_record($etcd, '/leader_election/t2',
+      node => 'n1', timeline => 1);     # <prefix>.cluster, decoded
+  $p->stop('immediate');
+  ok(le_rw_until($s2, $rw, "INSERT ... RETURNING "
+      . "current_setting('leader_election.node_name')", 'n2'), 'n2 writes');
+  $p->start;                             # a deposed primary
+  le_rejoin($p, $s2, start => 1);        # scripts/rejoin-standby.sh
+  is(le_holds(3 * le_grace(2), sub { ... '' while all is well }), '');
+
 =cut
 
 package LeaderElectionTest;
@@ -45,6 +59,10 @@ use warnings;
 
 use Carp;
 use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Spec;
+use IPC::Run;
+use JSON::PP;
 use Time::HiRes qw(usleep time);
 
 use PostgreSQL::Test::Cluster;
@@ -56,10 +74,18 @@ our @EXPORT = qw(
   le_candidate_names le_wait_one_leader le_postmaster_pid le_worker_pid le_sqlstate
   le_bypass_psql le_bg_query le_make_leader le_lead le_session
   le_leader_and_follower le_refused
+  le_replicated_cluster le_rw_connstr le_psql_connstr le_rw_until
+  le_cluster_record le_wait_cluster_record le_system_identifier
+  le_rejoin le_grace le_holds
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
   lease_ttl fencing_token valid_until endpoint last_error role_since phase);
+# appended by issue 10 (streaming replication); read only where the installed
+# leader_status() has them
+my @status_cols_repl = qw(in_recovery timeline wal_lag_bytes eligible
+  ineligible_reason);
+my %status_has_repl;    # node name => 1 once seen to have them
 my @cand_cols = qw(position node_name key create_revision lease_id is_self);
 
 =pod
@@ -165,7 +191,10 @@ sub le_lease_expiry
 
 =item le_status($node) => hashref
 
-leader_status() as a hash; NULL columns are undef.
+leader_status() as a hash; NULL columns are undef. The columns of streaming
+replication (in_recovery, timeline, wal_lag_bytes, eligible,
+ineligible_reason) are read where the installed leader_status() has them;
+booleans are 't'/'f'.
 
 =cut
 
@@ -193,8 +222,20 @@ sub _query_rows
 sub le_status
 {
 	my $node = shift;
-	my @rows = _query_rows($node, 'leader_status()', @status_cols);
+	my @cols = @status_cols;
+	my $name = $node->name;
+	$status_has_repl{$name} ||= $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_proc WHERE proname = 'leader_status' "
+		  . "AND 'eligible' = ANY (proargnames)") > 0 ? 1 : 0;
+	push @cols, @status_cols_repl if $status_has_repl{$name};
+	my @rows = _query_rows($node, 'leader_status()', @cols);
 	croak 'leader_status() did not return one row' unless @rows == 1;
+	# boolean::text is 'true'/'false'; psql shows 't'/'f'
+	foreach my $b (qw(in_recovery eligible))
+	{
+		$rows[0]{$b} = $rows[0]{$b} eq 'true' ? 't' : 'f'
+		  if defined $rows[0]{$b};
+	}
 	return $rows[0];
 }
 
@@ -510,6 +551,337 @@ sub le_leader_and_follower
 			'follower|1'),
 		'node2 follows at position 1');
 	return ($n1, $n2);
+}
+
+=pod
+
+=item le_replicated_cluster($etcd, %params) => list of nodes
+
+A streaming-replication cluster made as the README's recipe says
+("Streaming replication"): the first node is initdb'ed as the primary, the
+others are copied from it with pg_basebackup (-X stream) and started as
+standbys (standby.signal). All nodes are allocated first, so every node's
+primary_conninfo lists all nodes' hosts and ports, with
+target_session_attrs=read-write and application_name=<its node name>. Every
+node gets, besides the leader_election settings of le_node: wal_level =
+replica, max_wal_senders = 10, wal_log_hints = on, wal_keep_size, hot_standby
+= on, recovery_target_timeline = 'latest', wal_receiver_status_interval = 1s,
+wal_retrieve_retry_interval = 1s. pg_basebackup copies postgresql.conf, so
+the per-node settings (port, socket directory, node_name, primary_conninfo
+and node_conf) are appended again after the copy: the last line of a setting
+wins.
+
+The primary is started, CREATE EXTENSION runs on it and it is waited for
+until it leads; then each standby in turn is copied, started and waited for
+until it streams (the primary's pg_stat_replication shows its
+application_name streaming) and, with wait => 'queued', until it is queued at
+the next position. Parameters:
+
+  n          number of nodes (default 3), named n1..nN
+  names      node names instead (array ref); the first is the primary
+  prefix     leader_election.prefix (default '/leader_election/tap')
+  lease_ttl  leader_election.lease_ttl (default: not set)
+  endpoints  leader_election.endpoints (default: $etcd->url)
+  extra_conf more postgresql.conf lines for every node
+  node_conf  { name => more postgresql.conf lines for that node }
+  observers  [ names ]: leader_election.candidate = off on these (never
+             waited for in the queue)
+  wait       'queued' (default), 'streaming' or 'none'
+
+=cut
+
+sub le_replicated_cluster
+{
+	my ($etcd, %p) = @_;
+	my @names =
+	  $p{names} ? @{ $p{names} } : map { "n$_" } 1 .. ($p{n} // 3);
+	my $wait = $p{wait} // 'queued';
+	croak "le_replicated_cluster: wait must be queued, streaming or none"
+	  unless $wait =~ /^(queued|streaming|none)$/;
+	my %observer = map { $_ => 1 } @{ $p{observers} || [] };
+	my $endpoints = $p{endpoints} // $etcd->url;
+	my $prefix    = $p{prefix}    // '/leader_election/tap';
+
+	# all nodes first: every port is known before any primary_conninfo
+	my @nodes = map { PostgreSQL::Test::Cluster->new($_) } @names;
+	my $conninfo =
+	    'host='
+	  . join(',', map { $_->host } @nodes) . ' port='
+	  . join(',', map { $_->port } @nodes)
+	  . ' target_session_attrs=read-write connect_timeout=2';
+
+	my $node_conf = sub {
+		my ($node) = @_;
+		my $name = $node->name;
+		my $c = "\n# per-node settings (leader_election test: $name)\n";
+		$c .= "port = " . $node->port . "\n";
+		$c .= "leader_election.node_name = '$name'\n";
+		$c .= "primary_conninfo = '$conninfo application_name=$name'\n";
+		$c .= "leader_election.candidate = off\n" if $observer{$name};
+		$c .= "$p{node_conf}{$name}\n"
+		  if $p{node_conf} && defined $p{node_conf}{$name};
+		return $c;
+	};
+
+	my $primary = $nodes[0];
+	$primary->init(allows_streaming => 1);
+	my $conf = "\n# leader_election: streaming replication recipe\n";
+	$conf .= "max_connections = 20\nshared_buffers = 16MB\n";
+	$conf .= "shared_preload_libraries = 'leader_election'\n";
+	$conf .= "leader_election.endpoints = '$endpoints'\n";
+	$conf .= "leader_election.prefix = '$prefix'\n";
+	$conf .= "leader_election.lease_ttl = $p{lease_ttl}\n"
+	  if defined $p{lease_ttl};
+	$conf .= "wal_level = replica\n";
+	$conf .= "max_wal_senders = 10\n";
+	$conf .= "wal_log_hints = on\n";
+	$conf .= "wal_keep_size = '256MB'\n";
+	$conf .= "hot_standby = on\n";
+	$conf .= "recovery_target_timeline = 'latest'\n";
+	$conf .= "wal_receiver_status_interval = 1s\n";
+	$conf .= "wal_retrieve_retry_interval = 1s\n";
+	$conf .= "$p{extra_conf}\n" if defined $p{extra_conf};
+	$primary->append_conf('postgresql.conf', $conf . $node_conf->($primary));
+	$primary->start;
+	$primary->safe_psql('postgres', 'CREATE EXTENSION leader_election');
+	croak "le_replicated_cluster: " . $primary->name . " does not lead"
+	  unless le_wait_leader($primary);
+	$primary->backup('le_base');
+
+	my $pos = 0;
+	foreach my $standby (@nodes[ 1 .. $#nodes ])
+	{
+		my $name = $standby->name;
+		# copies the backup, appends port and unix_socket_directories
+		$standby->init_from_backup($primary, 'le_base');
+		$standby->append_conf('postgresql.conf', $node_conf->($standby));
+		$standby->set_standby_mode;
+		$standby->start;
+		next if $wait eq 'none';
+		croak "le_replicated_cluster: $name does not stream from "
+		  . $primary->name
+		  unless $primary->poll_query_until('postgres',
+			"SELECT count(*) FROM pg_stat_replication "
+			  . "WHERE application_name = '$name' AND state = 'streaming'",
+			'1');
+		next if $wait ne 'queued' || $observer{$name};
+		$pos++;
+		croak "le_replicated_cluster: $name is not queued at position $pos"
+		  unless $standby->poll_query_until('postgres',
+			'SELECT queue_position FROM leader_status()', $pos);
+	}
+	return @nodes;
+}
+
+=pod
+
+=item le_rw_connstr(@nodes) => connection string
+
+A libpq connection string listing @nodes (in this order) that lands only on
+a node that accepts writes: C<host=... port=... dbname=postgres
+target_session_attrs=read-write connect_timeout=2>.
+
+=cut
+
+sub le_rw_connstr
+{
+	my @nodes = @_;
+	return
+	    'host='
+	  . join(',', map { $_->host } @nodes) . ' port='
+	  . join(',', map { $_->port } @nodes)
+	  . ' dbname=postgres target_session_attrs=read-write connect_timeout=2';
+}
+
+=pod
+
+=item le_psql_connstr($node, $connstr, $sql) => ($rc, $stdout, $stderr)
+
+Runs $sql with $node's psql on connection string $connstr (ON_ERROR_STOP,
+60 s bound); rc 0 if it succeeded, 2 if no connection was made.
+
+=cut
+
+sub le_psql_connstr
+{
+	my ($node, $connstr, $sql) = @_;
+	my ($out, $err) = ('', '');
+	my $rc = $node->psql('postgres', $sql,
+		connstr => $connstr, stdout => \$out, stderr => \$err,
+		on_error_stop => 1, timeout => 60);
+	return ($rc, $out, $err);
+}
+
+=pod
+
+=item le_rw_until($node, $connstr, $sql, $expected, $timeout_s = 120) => bool
+
+Runs $sql through $connstr (le_psql_connstr, a new session each time) every
+100 ms until it succeeds with output $expected; false (with a diagnostic of
+the last try) after $timeout_s seconds. Give it a statement that may be
+repeated (e.g. an INSERT with a generated key ... RETURNING
+current_setting('leader_election.node_name')).
+
+=cut
+
+sub le_rw_until
+{
+	my ($node, $connstr, $sql, $expected, $timeout) = @_;
+	$timeout //= 120;
+	my $deadline = time() + $timeout;
+	my ($rc, $out, $err);
+	while (1)
+	{
+		($rc, $out, $err) = le_psql_connstr($node, $connstr, $sql);
+		return 1 if $rc == 0 && $out eq $expected;
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	diag "le_rw_until: no '$expected' after ${timeout}s from: $sql\n"
+	  . "last try: rc $rc, stdout '$out', stderr '$err'";
+	return 0;
+}
+
+=pod
+
+=item le_cluster_record($etcd, $prefix) => hashref or undef
+
+The cluster record, key C<< <prefix>.cluster >>, decoded from JSON (keys
+system_identifier, timeline, node; the raw value under _raw); undef if there
+is no such key.
+
+=cut
+
+sub le_cluster_record
+{
+	my ($etcd, $prefix) = @_;
+	my $out = $etcd->etcdctl('get', "$prefix.cluster", '--print-value-only');
+	chomp $out;
+	return undef if $out eq '';
+	my $rec = eval { JSON::PP->new->decode($out) };
+	croak "the cluster record $prefix.cluster is not JSON: $out"
+	  unless ref $rec eq 'HASH';
+	$rec->{_raw} = $out;
+	return $rec;
+}
+
+=pod
+
+=item le_wait_cluster_record($etcd, $prefix, %want) => hashref or undef
+
+Polls le_cluster_record every 100 ms (up to 120 s) until it has every
+key => value of %want (compared as strings); returns it, or undef with a
+diagnostic of the last value seen.
+
+=cut
+
+sub le_wait_cluster_record
+{
+	my ($etcd, $prefix, %want) = @_;
+	my $deadline = time() + 120;
+	my $rec;
+	while (1)
+	{
+		$rec = le_cluster_record($etcd, $prefix);
+		return $rec
+		  if $rec
+		  && !grep { !defined $rec->{$_} || "$rec->{$_}" ne "$want{$_}" }
+		  keys %want;
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	diag "le_wait_cluster_record: wanted "
+	  . join(', ', map { "$_=$want{$_}" } sort keys %want)
+	  . "; last value: "
+	  . ($rec ? $rec->{_raw} : '(no key)');
+	return undef;
+}
+
+=pod
+
+=item le_system_identifier($node) => string
+
+The node's database system identifier (pg_control_system()).
+
+=cut
+
+sub le_system_identifier
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		'SELECT system_identifier FROM pg_control_system()');
+}
+
+=pod
+
+=item le_rejoin($node, $source, %params) => ($rc, $stdout, $stderr)
+
+Rejoins $node as a standby of $source with scripts/rejoin-standby.sh
+(DATA_DIR and $source's connection string to database postgres, or
+connstr => a connection string of your choice): the script stops $node if it
+runs, rewinds it, keeps its configuration files and creates standby.signal.
+The script's output goes to the test's log. With start => 1 the node is
+started afterwards ($node->start, so that the test framework knows it runs).
+
+=cut
+
+sub le_rejoin
+{
+	my ($node, $source, %p) = @_;
+	my $script =
+	  File::Spec->catfile(dirname(__FILE__), '..', 'scripts', 'rejoin-standby.sh');
+	my $connstr = $p{connstr} // $source->connstr('postgres');
+	my ($out, $err) = ('', '');
+	my @cmd = ('bash', $script, $node->data_dir, $connstr);
+	print "# running: @cmd\n";
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+		IPC::Run::timeout(180));
+	my $rc = $? >> 8;
+	print "# rejoin-standby.sh exited with $rc\n--- stdout\n$out--- stderr\n$err---\n";
+	# the script stopped it (if it ran): forget its pid
+	$node->_update_pid(-1);
+	$node->start if $p{start} && $rc == 0;
+	return ($rc, $out, $err);
+}
+
+=pod
+
+=item le_grace($lease_ttl) => seconds
+
+How long a queued standby that lost its stream keeps its place:
+lease_ttl + max(2 s, lease_ttl / 2).
+
+=cut
+
+sub le_grace
+{
+	my ($ttl) = @_;
+	return $ttl + ($ttl / 2 > 2 ? $ttl / 2 : 2);
+}
+
+=pod
+
+=item le_holds($seconds, $check) => '' or a failure
+
+Calls $check->() every 500 ms for $seconds seconds; $check returns '' (or
+undef) while all is well, else a text saying what went wrong, which le_holds
+returns at once. For "this never happens for a while":
+C<is(le_holds(12, sub { ... }), '', 'n3 never promotes')>.
+
+=cut
+
+sub le_holds
+{
+	my ($seconds, $check) = @_;
+	my $deadline = time() + $seconds;
+	while (1)
+	{
+		my $bad = $check->();
+		return $bad if defined $bad && $bad ne '';
+		last if time() >= $deadline;
+		usleep(500_000);
+	}
+	return '';
 }
 
 =pod
