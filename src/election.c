@@ -175,8 +175,9 @@ struct Election
 	/* promoting: not before the old primary's stream ended, or then */
 	bool		promote_requested;
 	uint64		promote_not_before;
-	/* recovery must end by then */
+	/* recovery must end by then, unless replay still moves on */
 	uint64		promote_deadline;
+	XLogRecPtr	promote_replayed;
 	char		promote_error[LE_ERROR_LEN];
 
 	/* handing over */
@@ -650,6 +651,7 @@ enter(Election *e, ElectionPhase to)
 			e->promote_deadline = e->promote_not_before +
 				(uint64) Max(e->config.lease_ttl_s, PROMOTE_MIN_S) * 1000000;
 			e->promote_error[0] = '\0';
+			e->promote_replayed = e->replication.replayed;
 			break;
 		case EP_HANDING_OVER:
 			drop_request(&e->request);
@@ -900,6 +902,13 @@ step_promotion(Election *e, uint64 now)
 			e->promote_deadline = now;	/* gives up below */
 	}
 
+	/* a startup process still replaying what it received is not stuck */
+	if (now >= e->promote_deadline && e->promote_error[0] == '\0' &&
+		e->replication.in_recovery && e->replication.replayed > e->promote_replayed)
+	{
+		e->promote_replayed = e->replication.replayed;
+		e->promote_deadline = now + (uint64) PROMOTE_MIN_S * 1000000;
+	}
 	if (now >= e->promote_deadline)
 	{
 		if (e->promote_error[0] != '\0')

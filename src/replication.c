@@ -46,6 +46,7 @@ replication_read(ReplicationState *state)
 
 	state->crash_recovery = (GetRecoveryState() == RECOVERY_STATE_CRASH);
 	replayed = GetXLogReplayRecPtr(&state->timeline);
+	state->replayed = replayed;
 	if (WalRcv != NULL)
 	{
 		WalRcvState rcv_state;

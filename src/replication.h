@@ -20,6 +20,7 @@ typedef struct ReplicationState
 	bool		streaming;
 	TimeLineID	received_timeline;	/* 0 until something was received */
 	XLogRecPtr	flushed;		/* WAL received and flushed here */
+	XLogRecPtr	replayed;		/* WAL replayed here */
 	int64		lag_bytes;		/* sent by the upstream, not yet flushed here */
 } ReplicationState;
 
