@@ -535,7 +535,7 @@ le_stands() {
 # True when node $1 says it is not eligible, with a reason.
 le_ineligible() {
 	[[ $(le_psql "$1" "SELECT NOT eligible AND ineligible_reason IS NOT NULL
-		FROM leader_status()") == t ]]
+		AND ineligible_reason NOT LIKE 'starting up%' FROM leader_status()") == t ]]
 }
 
 # Waits until every running node but the leader LE_LEADER streams from it and stands; $1: seconds.
