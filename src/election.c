@@ -1355,12 +1355,24 @@ on_successor_answer(Election *e, EtcdRequest *req)
 	}
 }
 
+/* The key is gone while the successor was next: it takes over, with its stream. */
+static void
+handed_over(Election *e)
+{
+	char		reason[LE_ERROR_LEN];
+
+	snprintf(reason, sizeof(reason),
+			 "it handed over to \"%s\", which had flushed all its WAL up to %X/%X",
+			 e->successor, LSN_FORMAT_ARGS(e->handover_upto));
+	e->handed_over = true;
+	leave(e, reason, false);
+}
+
 /* The handing-over leader's key is gone, if its successor was still next. */
 static void
 on_handover_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
-	char		reason[LE_ERROR_LEN];
 	bool		succeeded;
 
 	if (e->phase != EP_HANDING_OVER)
@@ -1376,11 +1388,7 @@ on_handover_answer(Election *e, EtcdRequest *req)
 		e->successor_known = false;
 		return;
 	}
-	snprintf(reason, sizeof(reason),
-			 "it handed over to \"%s\", which had flushed all its WAL up to %X/%X",
-			 e->successor, LSN_FORMAT_ARGS(e->handover_upto));
-	e->handed_over = true;
-	leave(e, reason, false);
+	handed_over(e);
 }
 
 /* Reads whatever the watch stream has delivered. */
@@ -1399,7 +1407,11 @@ on_watch_messages(Election *e)
 			case ETCD_WATCH_OTHER:
 				break;
 			case ETCD_WATCH_DELETED:
-				if (holds_first_place(e->phase))
+				/* our own handover's delete may be seen before its answer */
+				if (e->phase == EP_HANDING_OVER && e->request != NULL &&
+					e->request->tag == REQ_HANDOVER)
+					handed_over(e);
+				else if (holds_first_place(e->phase))
 					leave(e, "its key was deleted", false);
 				else
 					enter(e, EP_LOOKING);
