@@ -77,12 +77,17 @@
  * every standby lost its stream at once -- the first in line still takes
  * over once the leader's lease expires.
  *
- * Replication.  A standby first in line promotes, and leads only once
+ * Replication.  A standby first in line promotes (after a clean stop of the
+ * old primary, once its stream from it has ended), and leads only once
  * recovery has ended and it has recorded itself as the cluster's primary.
- * A replicated primary that resigns is fenced at once, waits until its
- * commits in flight are done and its successor has flushed all its WAL, and
- * only then releases its key; a primary that stops leading for any other
- * reason drops its walsenders, so that its standbys find the new leader.
+ * A leading primary records itself, and then the WAL it has flushed, once a
+ * standby of the election streams from it.  A replicated primary that
+ * resigns is fenced at once, waits until its commits in flight are done and
+ * its successor has flushed all its WAL, and only then releases its key,
+ * keeping its successor's stream; a primary that stops cleanly lets its
+ * streaming standbys catch up and records its final WAL position first.
+ * A primary that stops leading drops its walsenders, so that its standbys
+ * find the new leader.
  *
  * The node leads only in "leading" and only while the lease is valid; the
  * view published to shared memory is derived from the phase in publish().
