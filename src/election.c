@@ -192,6 +192,8 @@ struct Election
 	char		successor_key[LE_KEY_LEN];
 	int64		successor_revision;
 	bool		successor_must_catch_up;
+	/* standbys' application_names name candidates: wait for the successor's */
+	bool		successor_by_name;
 	bool		handed_over;	/* the successor keeps its walsender */
 	XLogRecPtr	handover_upto;	/* WAL it must have; 0 until commits drained */
 
@@ -529,17 +531,18 @@ candidate_streams(Election *e, const EtcdCandidates *queue)
 }
 
 /*
- * A leading primary records the cluster once a standby that stands in this
- * election streams from it (not any WAL client: an archiver's
- * pg_receivewal does not make a replicated cluster), and then its flushed
- * WAL whenever that moved: the lag standbys measure.
+ * A leading primary records the cluster once a standby streams from it: a
+ * candidate of this election (by application_name), or any client that
+ * replays WAL (an archiver's pg_receivewal does not: it makes no replicated
+ * cluster); and then its flushed WAL whenever that moved: the lag standbys
+ * measure.
  */
 static bool
 record_due(Election *e, const EtcdCandidates *queue)
 {
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		return replication_wal_flushed() != e->record.wal_end || e->record.stopping;
-	return candidate_streams(e, queue);
+	return candidate_streams(e, queue) || replication_has_standby();
 }
 
 /* ---- phases ---- */
@@ -963,7 +966,9 @@ step_handover(Election *e, uint64 now)
 			replication_flush_wal(e->handover_upto);
 		}
 		streams = replication_standby_flushed(e->successor, &flushed);
-		if (e->handover_upto != InvalidXLogRecPtr && streams && flushed >= e->handover_upto &&
+		if (e->handover_upto != InvalidXLogRecPtr &&
+			(e->successor_by_name ? streams && flushed >= e->handover_upto :
+			 replication_has_standby() && replication_standbys_behind(e->handover_upto) == 0) &&
 			e->request == NULL && now >= e->retry_at)
 			e->request = etcd_delete_before(e->client, e->key, e->create_revision,
 											e->successor_key, e->successor_revision,
@@ -978,6 +983,10 @@ step_handover(Election *e, uint64 now)
 	else if (e->handover_upto == InvalidXLogRecPtr)
 		snprintf(error, sizeof(error), "commits were still in flight after %d ms",
 				 e->config.switchover_timeout_ms);
+	else if (!e->successor_by_name)
+		snprintf(error, sizeof(error),
+				 "no walsender's application_name names a candidate of the election, and the standbys that stream from this node have not all flushed WAL up to %X/%X after %d ms",
+				 LSN_FORMAT_ARGS(e->handover_upto), e->config.switchover_timeout_ms);
 	else if (!streams)
 		snprintf(error, sizeof(error),
 				 "the next in line, \"%s\", does not stream from this node (no walsender has application_name \"%s\")",
@@ -1356,7 +1365,10 @@ on_successor_answer(Election *e, EtcdRequest *req)
 		/* in a replicated cluster, or to a standby of ours: it must have all */
 		e->successor_must_catch_up =
 			cluster_record_names(&e->record, &e->replication, e->config.node_name) ||
-			replication_standby_flushed(e->successor, &flushed);
+			replication_standby_flushed(e->successor, &flushed) ||
+			replication_has_standby();
+		/* without the recipe's application_names, every standby must have all */
+		e->successor_by_name = candidate_streams(e, &queue) || !replication_has_standby();
 	}
 }
 

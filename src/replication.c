@@ -143,9 +143,13 @@ physical_walsenders(pid_t **pids, char ***names)
 	return found;
 }
 
-/* The walsender slot of pid, if it streams (or catches up): its flush position. */
+/*
+ * The walsender slot of pid, if it streams (or catches up): its flush
+ * position, and whether its client replays WAL.  A standby reports what it
+ * replayed; pg_receivewal and pg_basebackup report no apply position.
+ */
 static bool
-walsender_flushed(pid_t pid, XLogRecPtr *flushed)
+walsender_flushed(pid_t pid, XLogRecPtr *flushed, bool *replays)
 {
 	for (int i = 0; i < max_wal_senders; i++)
 	{
@@ -156,6 +160,7 @@ walsender_flushed(pid_t pid, XLogRecPtr *flushed)
 		match = walsnd->pid == pid &&
 			(walsnd->state == WALSNDSTATE_STREAMING || walsnd->state == WALSNDSTATE_CATCHUP);
 		*flushed = walsnd->flush;
+		*replays = walsnd->apply != InvalidXLogRecPtr;
 		SpinLockRelease(&walsnd->mutex);
 		if (match)
 			return true;
@@ -170,9 +175,10 @@ replication_has_standby(void)
 	char	  **names;
 	int			count = physical_walsenders(&pids, &names);
 	XLogRecPtr	flushed;
+	bool		replays;
 
 	for (int i = 0; i < count; i++)
-		if (walsender_flushed(pids[i], &flushed))
+		if (walsender_flushed(pids[i], &flushed, &replays) && replays)
 			return true;
 	return false;
 }
@@ -189,9 +195,11 @@ replication_standby_flushed(const char *application_name, XLogRecPtr *flushed)
 	for (int i = 0; i < count; i++)
 	{
 		XLogRecPtr	one;
+		bool		replays;
 
 		/* two connections under one name: the furthest speaks for it */
-		if (strcmp(names[i], application_name) == 0 && walsender_flushed(pids[i], &one))
+		if (strcmp(names[i], application_name) == 0 &&
+			walsender_flushed(pids[i], &one, &replays))
 		{
 			*flushed = found ? Max(*flushed, one) : one;
 			found = true;
@@ -211,8 +219,9 @@ replication_standbys_behind(XLogRecPtr upto)
 	for (int i = 0; i < count; i++)
 	{
 		XLogRecPtr	flushed;
+		bool		replays;
 
-		if (walsender_flushed(pids[i], &flushed) && flushed < upto)
+		if (walsender_flushed(pids[i], &flushed, &replays) && replays && flushed < upto)
 			behind++;
 	}
 	return behind;

@@ -36,7 +36,7 @@ extern XLogRecPtr replication_wal_flushed(void);
 /* Primary: flushes WAL up to upto, so that walsenders can send it. */
 extern void replication_flush_wal(XLogRecPtr upto);
 
-/* Primary: whether a physical standby streams from this node now. */
+/* Primary: whether a standby (a client that replays WAL) streams from this node now. */
 extern bool replication_has_standby(void);
 
 /*
@@ -46,7 +46,7 @@ extern bool replication_has_standby(void);
 extern bool replication_standby_flushed(const char *application_name,
 										XLogRecPtr *flushed);
 
-/* Primary: how many streaming physical standbys have flushed less than upto. */
+/* Primary: how many streaming standbys (clients that replay) have flushed less than upto. */
 extern int	replication_standbys_behind(XLogRecPtr upto);
 
 /*
