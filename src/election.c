@@ -490,9 +490,14 @@ take_record(Election *e, const EtcdElectionRead *read)
 static bool
 replicated(Election *e)
 {
-	return !e->replication.in_recovery &&
-		(cluster_record_names(&e->record, &e->replication, e->config.node_name) ||
-		 replication_has_standby());
+	WalStreams	streams;
+
+	if (e->replication.in_recovery)
+		return false;
+	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		return true;
+	replication_streams(&streams);
+	return replication_has_standby(&streams);
 }
 
 /*
@@ -517,15 +522,15 @@ send_record(Election *e, XLogRecPtr wal_end, bool stopping)
 								   e->config.request_timeout_ms, REQ_RECORD);
 }
 
-/* Whether a candidate of this election, other than us, streams from this node. */
+/* Whether a candidate of this election, other than us, is among the streams. */
 static bool
-candidate_streams(Election *e, const EtcdCandidates *queue)
+candidate_streams(Election *e, const EtcdCandidates *queue, const WalStreams *streams)
 {
 	XLogRecPtr	flushed;
 
 	for (int i = 0; i < queue->count; i++)
 		if (strcmp(queue->keys[i].key, e->key) != 0 &&
-			replication_standby_flushed(queue->keys[i].name, &flushed))
+			replication_standby_flushed(streams, queue->keys[i].name, &flushed))
 			return true;
 	return false;
 }
@@ -540,9 +545,12 @@ candidate_streams(Election *e, const EtcdCandidates *queue)
 static bool
 record_due(Election *e, const EtcdCandidates *queue)
 {
+	WalStreams	streams;
+
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		return replication_wal_flushed() != e->record.wal_end || e->record.stopping;
-	return candidate_streams(e, queue) || replication_has_standby();
+	replication_streams(&streams);
+	return candidate_streams(e, queue, &streams) || replication_has_standby(&streams);
 }
 
 /* ---- phases ---- */
@@ -945,6 +953,7 @@ step_handover(Election *e, uint64 now)
 	XLogRecPtr	flushed = InvalidXLogRecPtr;
 	bool		streams = false;
 	char		error[LE_ERROR_LEN];
+	WalStreams	now_streaming;
 
 	if (!e->successor_known)
 	{
@@ -965,10 +974,12 @@ step_handover(Election *e, uint64 now)
 			e->handover_upto = replication_wal_end();
 			replication_flush_wal(e->handover_upto);
 		}
-		streams = replication_standby_flushed(e->successor, &flushed);
+		replication_streams(&now_streaming);
+		streams = replication_standby_flushed(&now_streaming, e->successor, &flushed);
 		if (e->handover_upto != InvalidXLogRecPtr &&
 			(e->successor_by_name ? streams && flushed >= e->handover_upto :
-			 replication_has_standby() && replication_standbys_behind(e->handover_upto) == 0) &&
+			 replication_has_standby(&now_streaming) &&
+			 replication_standbys_behind(&now_streaming, e->handover_upto) == 0) &&
 			e->request == NULL && now >= e->retry_at)
 			e->request = etcd_delete_before(e->client, e->key, e->create_revision,
 											e->successor_key, e->successor_revision,
@@ -1358,17 +1369,20 @@ on_successor_answer(Election *e, EtcdRequest *req)
 	if (queue.count > 1)
 	{
 		XLogRecPtr	flushed;
+		WalStreams	streams;
 
 		strlcpy(e->successor, queue.keys[1].name, sizeof(e->successor));
 		strlcpy(e->successor_key, queue.keys[1].key, sizeof(e->successor_key));
 		e->successor_revision = queue.keys[1].create_revision;
+		replication_streams(&streams);
 		/* in a replicated cluster, or to a standby of ours: it must have all */
 		e->successor_must_catch_up =
 			cluster_record_names(&e->record, &e->replication, e->config.node_name) ||
-			replication_standby_flushed(e->successor, &flushed) ||
-			replication_has_standby();
+			replication_standby_flushed(&streams, e->successor, &flushed) ||
+			replication_has_standby(&streams);
 		/* without the recipe's application_names, every standby must have all */
-		e->successor_by_name = candidate_streams(e, &queue) || !replication_has_standby();
+		e->successor_by_name = candidate_streams(e, &queue, &streams) ||
+			!replication_has_standby(&streams);
 	}
 }
 
@@ -1553,8 +1567,14 @@ let_standbys_catch_up(Election *e)
 			upto = replication_wal_end();
 			replication_flush_wal(upto);
 		}
-		if (upto != InvalidXLogRecPtr && replication_standbys_behind(upto) == 0)
-			return upto;
+		if (upto != InvalidXLogRecPtr)
+		{
+			WalStreams	streams;
+
+			replication_streams(&streams);
+			if (replication_standbys_behind(&streams, upto) == 0)
+				return upto;
+		}
 		pg_usleep(AWAIT_POLL_MS * 1000L);
 	}
 	ereport(LOG,

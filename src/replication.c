@@ -168,40 +168,51 @@ walsender_flushed(pid_t pid, XLogRecPtr *flushed, bool *replays)
 	return false;
 }
 
-bool
-replication_has_standby(void)
+void
+replication_streams(WalStreams *streams)
 {
 	pid_t	   *pids;
 	char	  **names;
 	int			count = physical_walsenders(&pids, &names);
-	XLogRecPtr	flushed;
-	bool		replays;
 
+	streams->count = 0;
+	streams->streams = palloc(sizeof(WalStream) * Max(count, 1));
 	for (int i = 0; i < count; i++)
-		if (walsender_flushed(pids[i], &flushed, &replays) && replays)
+	{
+		WalStream  *one = &streams->streams[streams->count];
+
+		if (walsender_flushed(pids[i], &one->flushed, &one->replays))
+		{
+			one->name = names[i];
+			streams->count++;
+		}
+	}
+}
+
+bool
+replication_has_standby(const WalStreams *streams)
+{
+	for (int i = 0; i < streams->count; i++)
+		if (streams->streams[i].replays)
 			return true;
 	return false;
 }
 
 bool
-replication_standby_flushed(const char *application_name, XLogRecPtr *flushed)
+replication_standby_flushed(const WalStreams *streams, const char *application_name,
+							XLogRecPtr *flushed)
 {
-	pid_t	   *pids;
-	char	  **names;
-	int			count = physical_walsenders(&pids, &names);
 	bool		found = false;
 
 	*flushed = InvalidXLogRecPtr;
-	for (int i = 0; i < count; i++)
+	for (int i = 0; i < streams->count; i++)
 	{
-		XLogRecPtr	one;
-		bool		replays;
+		const WalStream *one = &streams->streams[i];
 
 		/* two connections under one name: the furthest speaks for it */
-		if (strcmp(names[i], application_name) == 0 &&
-			walsender_flushed(pids[i], &one, &replays))
+		if (strcmp(one->name, application_name) == 0)
 		{
-			*flushed = found ? Max(*flushed, one) : one;
+			*flushed = found ? Max(*flushed, one->flushed) : one->flushed;
 			found = true;
 		}
 	}
@@ -209,21 +220,13 @@ replication_standby_flushed(const char *application_name, XLogRecPtr *flushed)
 }
 
 int
-replication_standbys_behind(XLogRecPtr upto)
+replication_standbys_behind(const WalStreams *streams, XLogRecPtr upto)
 {
-	pid_t	   *pids;
-	char	  **names;
-	int			count = physical_walsenders(&pids, &names);
 	int			behind = 0;
 
-	for (int i = 0; i < count; i++)
-	{
-		XLogRecPtr	flushed;
-		bool		replays;
-
-		if (walsender_flushed(pids[i], &flushed, &replays) && replays && flushed < upto)
+	for (int i = 0; i < streams->count; i++)
+		if (streams->streams[i].replays && streams->streams[i].flushed < upto)
 			behind++;
-	}
 	return behind;
 }
 

@@ -36,18 +36,40 @@ extern XLogRecPtr replication_wal_flushed(void);
 /* Primary: flushes WAL up to upto, so that walsenders can send it. */
 extern void replication_flush_wal(XLogRecPtr upto);
 
-/* Primary: whether a standby (a client that replays WAL) streams from this node now. */
-extern bool replication_has_standby(void);
+/*
+ * One physical walsender that streams from this primary: its client's
+ * application_name, what the client has flushed, and whether it replays WAL
+ * (a standby does; pg_receivewal and pg_basebackup report no replay).
+ */
+typedef struct WalStream
+{
+	char	   *name;
+	XLogRecPtr	flushed;
+	bool		replays;
+} WalStream;
+
+typedef struct WalStreams
+{
+	int			count;
+	WalStream  *streams;		/* palloc'd */
+} WalStreams;
+
+/* Primary: the physical walsenders that stream now, from one status snapshot. */
+extern void replication_streams(WalStreams *streams);
+
+/* Whether a standby (a client that replays WAL) is among them. */
+extern bool replication_has_standby(const WalStreams *streams);
 
 /*
- * Primary: the WAL position flushed by the physical standby that connected
- * with application_name, or false if no such standby streams from us.
+ * The WAL position flushed by the client that connected with
+ * application_name, or false if none of them did.
  */
-extern bool replication_standby_flushed(const char *application_name,
+extern bool replication_standby_flushed(const WalStreams *streams,
+										const char *application_name,
 										XLogRecPtr *flushed);
 
-/* Primary: how many streaming standbys (clients that replay) have flushed less than upto. */
-extern int	replication_standbys_behind(XLogRecPtr upto);
+/* How many standbys (clients that replay) have flushed less than upto. */
+extern int	replication_standbys_behind(const WalStreams *streams, XLogRecPtr upto);
 
 /*
  * Primary: ends every physical walsender but keep's (an application_name,
