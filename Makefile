@@ -11,13 +11,15 @@ OBJS = \
 	src/etcd_api.o \
 	src/replication.o \
 	src/cluster_record.o \
+	src/term_record.o \
 	src/election.o \
 	src/worker.o \
 	src/sql_api.o \
 	src/statement_kinds.o \
 	src/fence.o \
 	src/session_mode.o \
-	src/wal_shipping.o
+	src/wal_shipping.o \
+	src/wal_bound.o
 
 EXTENSION = leader_election
 DATA = sql/leader_election--1.0.sql sql/leader_election--1.0--1.1.sql

@@ -36,6 +36,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 
 #include "cluster_record.h"
@@ -71,6 +73,10 @@ cluster_record_encode(const ClusterRecord *record)
 	cJSON_AddStringToObject(json, "wal_end", lsn);
 	if (record->stopping)
 		cJSON_AddTrueToObject(json, "stopping");
+	if (record->moved)
+		cJSON_AddTrueToObject(json, "moved");
+	if (record->successor[0] != '\0')
+		cJSON_AddStringToObject(json, "successor", record->successor);
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -120,6 +126,8 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	const cJSON *node;
 	const cJSON *wal_end;
 	const cJSON *stopping;
+	const cJSON *successor;
+	const cJSON *moved;
 	char	   *end;
 
 	memset(record, 0, sizeof(*record));
@@ -153,6 +161,16 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	if (stopping != NULL && !cJSON_IsBool(stopping))
 		return unreadable(record, "stopping is not a boolean", json);
 	record->stopping = cJSON_IsTrue(stopping);
+	successor = cJSON_GetObjectItemCaseSensitive(json, "successor");
+	if (successor != NULL &&
+		(!cJSON_IsString(successor) || strlen(successor->valuestring) >= LE_NAME_LEN))
+		return unreadable(record, "successor is not a node name", json);
+	if (successor != NULL)
+		strlcpy(record->successor, successor->valuestring, sizeof(record->successor));
+	moved = cJSON_GetObjectItemCaseSensitive(json, "moved");
+	if (moved != NULL && !cJSON_IsBool(moved))
+		return unreadable(record, "moved is not a boolean", json);
+	record->moved = cJSON_IsTrue(moved);
 	record->readable = true;
 	cJSON_Delete(json);
 }
@@ -177,6 +195,49 @@ cluster_standby_lag(const ClusterRecord *record, const ReplicationState *state)
 	return lag;
 }
 
+/*
+ * The data directory remembers that it has been part of a replicated
+ * cluster, so that a primary that lost the record (an operator deleted it)
+ * does not take "no record" for "a new cluster" -- even after a restart.
+ * Written from the worker only, in the data directory (its cwd).
+ */
+#define MEMBERSHIP_FILE "leader_election.replicated"
+
+bool
+cluster_membership_known(uint64 system_identifier)
+{
+	FILE	   *file = AllocateFile(MEMBERSHIP_FILE, "r");
+	char		line[32];
+	bool		known = false;
+
+	if (file == NULL)
+		return false;
+	if (fgets(line, sizeof(line), file) != NULL)
+		known = strtou64(line, NULL, 10) == system_identifier;
+	FreeFile(file);
+	return known;
+}
+
+void
+cluster_membership_remember(uint64 system_identifier)
+{
+	FILE	   *file = AllocateFile(MEMBERSHIP_FILE ".tmp", "w");
+	bool		written = false;
+
+	if (file != NULL)
+	{
+		written = fprintf(file, UINT64_FORMAT "\n", system_identifier) > 0 &&
+			pg_fsync(fileno(file)) == 0;
+		written = FreeFile(file) == 0 && written;
+	}
+	if (!written || durable_rename(MEMBERSHIP_FILE ".tmp", MEMBERSHIP_FILE, WARNING) != 0)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("leader_election: could not write \"%s/%s\": %m",
+						DataDir, MEMBERSHIP_FILE),
+				 errdetail("After a restart, this node may not know that it belonged to a replicated cluster.")));
+}
+
 void
 cluster_format_size(int64 bytes, char *buf, size_t len)
 {
@@ -196,6 +257,26 @@ cluster_format_size(int64 bytes, char *buf, size_t len)
 		snprintf(buf, len, "%.0f %s", value, units[unit]);
 	else
 		snprintf(buf, len, "%.1f %s", value, units[unit]);
+}
+
+/*
+ * Whether this primary moved its cluster into this election: there is no
+ * record yet, or the one it wrote when it left the other election (same
+ * key and etcd: a change of node name).
+ */
+static bool
+moved_here(const ClusterRecord *record, const ReplicationState *rs,
+		   const ClusterRecord *moved_from)
+{
+	if (moved_from == NULL || moved_from->system_identifier != rs->system_identifier ||
+		moved_from->timeline != rs->timeline)
+		return false;
+	if (!record->exists)
+		return true;
+	return record->readable && record->moved &&
+		record->system_identifier == moved_from->system_identifier &&
+		record->timeline == moved_from->timeline &&
+		strcmp(record->node, moved_from->node) == 0;
 }
 
 bool
@@ -224,12 +305,28 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		return false;
 	}
 
+	if (record->exists)
+		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
 	if (!rs->in_recovery)
 	{
-		if (!record->exists || cluster_record_names(record, rs, input->node_name))
+		if (cluster_record_names(record, rs, input->node_name) ||
+			moved_here(record, rs, input->moved_from))
 			return true;
-		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
-		if (rs->timeline < record->timeline)
+		if (!record->exists)
+		{
+			/* a new cluster has no record; one that had it lost it */
+			if (!input->replicated_member && rs->timeline == 1)
+				return true;
+			snprintf(reason, LE_ERROR_LEN,
+					 "the cluster record is missing, and this primary (timeline %u) has been part of a replicated cluster: only the cluster's leader writes the record again",
+					 rs->timeline);
+			return false;
+		}
+		if (record->moved)
+			snprintf(reason, LE_ERROR_LEN,
+					 "primary \"%s\" moved the cluster to another election: follow it there",
+					 owner);
+		else if (rs->timeline < record->timeline)
 			snprintf(reason, LE_ERROR_LEN,
 					 "timeline %u is behind the cluster's timeline %u: rejoin with pg_rewind",
 					 rs->timeline, record->timeline);
@@ -247,6 +344,13 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 	if (rs->crash_recovery)
 	{
 		strlcpy(reason, "starting up: crash recovery is not finished", LE_ERROR_LEN);
+		return false;
+	}
+	if (record->exists && record->moved)
+	{
+		snprintf(reason, LE_ERROR_LEN,
+				 "primary \"%s\" moved the cluster to another election: follow it there",
+				 owner);
 		return false;
 	}
 	if (!rs->streaming && !input->stream_grace)
@@ -268,7 +372,6 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		char		lag[32];
 
 		cluster_format_size(cluster_standby_lag(record, rs), lag, sizeof(lag));
-		le_printable(record->node, strlen(record->node), owner, sizeof(owner));
 		snprintf(reason, LE_ERROR_LEN,
 				 "lag %s behind the WAL of primary \"%s\", which stopped cleanly: only a standby with all of it takes over",
 				 lag, owner);

@@ -24,7 +24,9 @@ typedef struct ClusterRecord
 	TimeLineID	timeline;
 	char		node[LE_NAME_LEN];	/* as written, for comparisons */
 	XLogRecPtr	wal_end;		/* the leader's flushed WAL; 0 if not said */
-	bool		stopping;		/* its last word: it stopped cleanly */
+	bool		stopping;		/* its last word: it stopped writing cleanly */
+	bool		moved;			/* ... because it moved to another election */
+	char		successor[LE_NAME_LEN]; /* handed over to; "" after a stop */
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 
@@ -55,6 +57,10 @@ typedef struct StandingInput
 	bool		candidate;		/* leader_election.candidate */
 	int64		max_lag_bytes;	/* leader_election.max_lag_on_failover */
 	bool		stream_grace;	/* a standby that just lost its stream keeps its place */
+	/* this data directory has been part of a cluster with a record */
+	bool		replicated_member;
+	/* the record this node wrote when it moved its cluster here, or NULL */
+	const ClusterRecord *moved_from;
 } StandingInput;
 
 /*
@@ -63,6 +69,14 @@ typedef struct StandingInput
  */
 extern bool cluster_may_stand(const ClusterRecord *record, const StandingInput *input,
 							  char *reason);
+
+/*
+ * The data directory's memory of having been part of a replicated cluster
+ * (a file beside the data, copied by pg_basebackup and pg_rewind): whether
+ * it says so for system_identifier, and saying so.
+ */
+extern bool cluster_membership_known(uint64 system_identifier);
+extern void cluster_membership_remember(uint64 system_identifier);
 
 /* bytes for people, e.g. "1 MB", "1.5 MB", "12 MB" */
 extern void cluster_format_size(int64 bytes, char *buf, size_t len);

@@ -21,32 +21,47 @@
  *	campaigning   lease       campaign txn   key created or found  looking
  *	                                         etcd unreachable      backing off
  *	                                         txn refused           no lease
- *	looking       lease, key  read           first, a primary      leading
- *	                                         first, a standby      promoting
+ *	looking       lease, key  read           first in line         taking over
  *	                                         others ahead          queued
  *	                                         failed                backing off
  *	queued        lease, key  watch (pred.)  predecessor deleted   looking
  *	                                         watch broke           backing off
- *	                                         a refresh: first      leading, promoting
+ *	                                         a refresh: first      taking over
+ *	taking over   lease, key  release check, the last leader       promoting (a
+ *	                          then claim     provably stopped:     standby),
+ *	                                         term claimed          leading
+ *	                                         claim refused         queued, looking
  *	promoting     lease, key  watch (own)    recovery ended and    leading
  *	                                         the record written
  *	leading       lease, key  watch (own)    leader_resign()       handing over
- *	                                         a refresh: not first  queued
+ *	                                         settings name another moving
+ *	                                         election (replicated)
  *	handing over  lease, key  watch (own)    successor caught up:  no lease
- *	                                         key deleted while it
+ *	                                         key released while it
  *	                                         is still next
  *	                                         nobody is next, or    resigning
  *	                                         not a standby of ours
  *	                                         no catch-up in time   leading
- *	resigning     lease, key  key delete     answered              no lease
+ *	resigning     lease, key  key release    answered              no lease
+ *	moving        lease, key  key release    answered              no lease
  *	backing off   lease       -              retry time reached    campaigning
  *	                                         (or looking, if the key exists)
  *
  * Every phase that holds a lease also goes to "no lease" (revoking the
- * lease) when the lease lapses locally or in etcd, when a read or the
- * leader's watch finds the key deleted, when the settings change, when a
- * queued node may no longer stand, or when a promotion does not finish in
- * time.
+ * lease) when the lease lapses locally or in etcd, when a read, a
+ * confirmation or the leader's watch finds the key deleted or not first,
+ * when the settings change, when a queued node may no longer stand, or
+ * when a promotion does not finish in time.
+ *
+ * The term.  Leading takes a claim of the leadership term in etcd
+ * (term_record.c): a node first in line claims it only once the previous
+ * holder provably stopped writing -- it released the term with its key, or
+ * its validity has lapsed -- and a leader stays valid only as long as its
+ * confirmations of the term (one after each renewal) say that its key is
+ * still first.  Every release of a key that held the term (resign,
+ * handover, clean stop, a settings change) writes it "released" in the
+ * same transaction, after leadership was cleared in shared memory and no
+ * commit was in flight.
  *
  * Beside the phase:
  * - The renewal: every TTL/3 while a lease is held.  The lease is valid until
@@ -62,10 +77,14 @@
  *   started at (so no deletion in between is missed), without waiting for a
  *   read to succeed.
  * - The refresh: in queued, promoting and leading, every answered renewal is
- *   followed by another read (e->request) without leaving the phase.  It
- *   keeps followers' view of the queue and the cluster record fresh and
+ *   followed by another read (e->request) without leaving the phase; the
+ *   holder of the term confirms it in the same request.  It keeps
+ *   followers' view of the queue, the cluster record and the term fresh and
  *   notices a key deleted behind the node's back; its answer is handled like
  *   the one of "looking".
+ * - The term watch: the next in line also watches the term, so that it sees
+ *   each confirmation of the leader when it happens, and after a crash takes
+ *   over as soon as the leader's lease has expired.
  *
  * Standing.  Every read of the election brings the cluster record with the
  * queue, at one revision; at every step the node reads its replication state
@@ -81,16 +100,23 @@
  * old primary, once its stream from it has ended), and leads only once
  * recovery has ended and it has recorded itself as the cluster's primary.
  * A leading primary records itself, and then the WAL it has flushed, once a
- * standby of the election streams from it.  A replicated primary that
- * resigns is fenced at once, waits until its commits in flight are done and
- * its successor has flushed all its WAL, and only then releases its key,
- * keeping its successor's stream; a primary that stops cleanly lets its
- * streaming standbys catch up and records its final WAL position first.
- * A primary that stops leading drops its walsenders, so that its standbys
- * find the new leader.
+ * standby of the election streams from it, and at once if the record
+ * vanished while its data directory has been part of a replicated cluster.
+ * A replicated primary that resigns is fenced at once, waits until its
+ * commits in flight are done and its successor has flushed all its WAL,
+ * and only then releases its key, keeping its successor's stream; the
+ * release records its final WAL position and that it stopped writing, as a
+ * clean stop does (after letting its streaming standbys catch up), so that
+ * only a standby with all of it may ever take over.  A primary that stops
+ * leading drops its walsenders, so that its standbys find the new leader.
  *
- * The node leads only in "leading" and only while the lease is valid; the
- * view published to shared memory is derived from the phase in publish().
+ * The node leads only in "leading" and only while both its lease and its
+ * last confirmation are valid; the view published to shared memory is
+ * derived from the phase in publish().  A leading primary of a replicated
+ * cluster also publishes the WAL position its record holds, which bounds
+ * its commits (wal_bound.c), and records its WAL again before they would
+ * wait.
+ *
  * Every finished request is handed to its handler (on_<request>_answer) and
  * freed in election_process(), the watch included.
  */
@@ -105,6 +131,7 @@
 #include "etcd_api.h"
 #include "printable.h"
 #include "replication.h"
+#include "term_record.h"
 
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		1000
@@ -122,12 +149,18 @@ typedef enum RequestTag
 	REQ_CAMPAIGN,
 	REQ_OBSERVE,				/* read of the whole election, holding nothing */
 	REQ_RANGE,					/* read up to our own key: looking, refresh */
+	REQ_CLAIM,					/* the term written while our key is first */
+	REQ_CONFIRM,				/* the same, by a leader: its refresh */
+	REQ_VERIFY,					/* was the term released with its key? */
 	REQ_SUCCESSOR,				/* who is next in line, for a handover */
 	REQ_HANDOVER,				/* key delete while that one is still next */
 	REQ_RECORD,					/* the cluster record, written by the leader */
 	REQ_WATCH,
+	REQ_TERM_WATCH,				/* the next in line watches the term */
 	REQ_DELETE,
-	REQ_DISCARD					/* answer not needed (release on leaving) */
+	REQ_MOVE,					/* key released, the record saying "moved" */
+	REQ_RELEASE,				/* key released on leaving; then the lease goes */
+	REQ_DISCARD					/* answer not needed */
 } RequestTag;
 
 struct Election
@@ -136,6 +169,7 @@ struct Election
 	ElectionConfig config;
 	ElectionPhase phase;
 	char		record_key[LE_KEY_LEN];
+	char		term_key[LE_KEY_LEN];
 
 	/* the phase's request (grant, campaign, read, delete, record) */
 	EtcdRequest *request;
@@ -169,6 +203,30 @@ struct Election
 	int64		fencing_token;
 	ClusterRecord record;
 	ClusterRecord record_sent;	/* the record as this node last wrote it */
+	/* the data directory has been part of a cluster with a record */
+	bool		replicated_member;
+	bool		membership_read;
+	/* the record this node left its last election with, moving the cluster */
+	ClusterRecord moved_from;
+
+	/* the leadership term as the last read or the term watch saw it */
+	TermRecord	term;
+	int64		term_seen_revision; /* term.mod_revision seen since ...; -1: none */
+	uint64		term_seen_at;	/* ... this le_clock_us() time, first */
+	EtcdRequest *term_watch;	/* the next in line: the leader's confirmations */
+	bool		term_claimed;	/* our key holds the term */
+	bool		term_known;		/* a term was seen in this election */
+	uint64		confirmed_until;	/* validity by the last confirmation */
+	/* taking over: the release of term revision release_checked was checked */
+	int64		release_checked;
+	bool		release_verified;
+	/* the predecessor's key, and the revision its watch saw it deleted at */
+	char		deleted_key[LE_KEY_LEN];
+	int64		deleted_revision;
+	uint64		takeover_at;	/* when the term's holder can no longer write */
+	bool		takeover_logged;
+	/* a released key's lease, revoked once the release is answered */
+	int64		revoke_after_release;
 
 	/* this node in replication, read at every step, and what follows */
 	ReplicationState replication;
@@ -209,6 +267,11 @@ struct Election
 	/* leaving for good: standbys keep streaming until PostgreSQL stops */
 	bool		shutting_down;
 
+	/* settings not applied yet (a handover or a move finishes first) */
+	bool		config_pending;
+	ElectionConfig pending_config;
+	uint64		move_deadline;	/* moving: commits in flight end by then */
+
 	/* failures, until a range read succeeds again */
 	uint64		retry_at;
 	int			backoff_ms;
@@ -235,6 +298,8 @@ election_phase_name(ElectionPhase phase)
 			return "looking";
 		case EP_QUEUED:
 			return "queued";
+		case EP_TAKING_OVER:
+			return "taking over";
 		case EP_PROMOTING:
 			return "promoting";
 		case EP_LEADING:
@@ -243,6 +308,8 @@ election_phase_name(ElectionPhase phase)
 			return "handing over";
 		case EP_RESIGNING:
 			return "resigning";
+		case EP_MOVING:
+			return "moving";
 		case EP_BACKING_OFF:
 			return "backing off";
 	}
@@ -279,7 +346,8 @@ lease_valid(Election *e, uint64 now)
 static bool
 holds_first_place(ElectionPhase phase)
 {
-	return phase == EP_PROMOTING || phase == EP_LEADING || phase == EP_HANDING_OVER;
+	return phase == EP_PROMOTING || phase == EP_LEADING || phase == EP_HANDING_OVER ||
+		phase == EP_MOVING;
 }
 
 static void
@@ -302,6 +370,74 @@ cancel_renewals(Election *e)
 {
 	while (e->nrenewals > 0)
 		drop_request(&e->renewals[--e->nrenewals]);
+}
+
+/* Leadership ends with the lease or with the last confirmation, whichever is first. */
+static uint64
+leadership_deadline(Election *e)
+{
+	return Min(e->lease_valid_until, e->confirmed_until);
+}
+
+/* The term was seen at mod_revision (0: absent): since now, unless seen so before. */
+static void
+note_term_seen(Election *e, int64 mod_revision, uint64 now)
+{
+	if (mod_revision == e->term_seen_revision)
+		return;
+	e->term_seen_revision = mod_revision;
+	e->term_seen_at = now;
+}
+
+/* The term as the last read of the election had it. */
+static void
+take_term(Election *e, const EtcdElectionRead *read)
+{
+	if (read->term_found)
+		term_record_decode(read->term_value, read->term_len, read->term_mod_revision,
+						   e->config.prefix, &e->term);
+	else
+		memset(&e->term, 0, sizeof(e->term));
+	e->term_known |= e->term.exists;
+	note_term_seen(e, e->term.mod_revision, le_clock_us());
+}
+
+/*
+ * The term as this node gives it up, or NULL if it may not say "released":
+ * it does not hold the term, or a commit that passed the commit-time check
+ * has not ended yet.  Leadership in shared memory is cleared already.
+ */
+static char *
+released_term(Election *e)
+{
+	if (!e->term_claimed || le_commits_in_flight() != 0)
+		return NULL;
+	return term_record_encode(e->key, e->create_revision, e->config.node_name,
+							  e->lease_ttl_s, true);
+}
+
+/* This node's term, as its claim and each confirmation write it. */
+static EtcdRequest *
+send_confirmation(Election *e, int tag)
+{
+	return etcd_confirm_term(e->client, e->config.prefix, e->key, e->create_revision,
+							 e->term_key,
+							 term_record_encode(e->key, e->create_revision,
+												e->config.node_name, e->lease_ttl_s, false),
+							 e->record_key, e->config.request_timeout_ms, tag);
+}
+
+static EtcdRequest *
+send_read(Election *e, int64 max_create_revision, int tag)
+{
+	return etcd_read_election(e->client, e->config.prefix, max_create_revision,
+							  e->record_key, e->term_key, e->config.request_timeout_ms, tag);
+}
+
+static void
+cancel_term_watch(Election *e)
+{
+	drop_request(&e->term_watch);
 }
 
 /*
@@ -374,6 +510,8 @@ may_stand(Election *e, uint64 now)
 	input.max_lag_bytes = e->config.max_lag_bytes;
 	input.stream_grace = e->stream_lost_at != 0 &&
 		now < e->stream_lost_at + stream_grace_us(e);
+	input.replicated_member = e->replicated_member;
+	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
 	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
 		return false;
 	if (rs->in_recovery && !e->leader_known)
@@ -439,6 +577,12 @@ static void
 assess(Election *e, uint64 now)
 {
 	replication_read(&e->replication);
+	if (!e->membership_read)
+	{
+		e->replicated_member =
+			cluster_membership_known(e->replication.system_identifier);
+		e->membership_read = true;
+	}
 	follow_cluster_timeline(e, now);
 
 	/* a queued standby's grace period starts when its stream ends */
@@ -476,6 +620,17 @@ assess(Election *e, uint64 now)
 	}
 }
 
+/* A record of this node's cluster was seen or written: the data directory remembers. */
+static void
+note_membership(Election *e, const ClusterRecord *record)
+{
+	if (e->replicated_member || !e->membership_read || !record->exists ||
+		!record->readable || record->system_identifier != e->replication.system_identifier)
+		return;
+	cluster_membership_remember(record->system_identifier);
+	e->replicated_member = true;
+}
+
 /* The record as the last read of the election had it. */
 static void
 take_record(Election *e, const EtcdElectionRead *read)
@@ -484,6 +639,21 @@ take_record(Election *e, const EtcdElectionRead *read)
 		cluster_record_decode(read->record_value, read->record_len, &e->record);
 	else
 		memset(&e->record, 0, sizeof(e->record));
+	note_membership(e, &e->record);
+}
+
+/* A primary that the record names, or that any walsender streams from. */
+static bool
+streams_or_recorded(Election *e)
+{
+	WalStreams	streams;
+
+	if (e->replication.in_recovery)
+		return false;
+	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		return true;
+	replication_streams(&streams);
+	return streams.count > 0;
 }
 
 /* A primary with standbys, or the one the record names: a clean stop waits. */
@@ -501,11 +671,12 @@ replicated(Election *e)
 }
 
 /*
- * Writes this node into the cluster record, with how far it has flushed
- * WAL and whether it is stopping, if it is still first in line.
+ * This node as the cluster's primary, with how far it has flushed WAL,
+ * whether it stopped writing and, after a handover, to whom: the record as
+ * it would write it (kept in record_sent), encoded for etcd.
  */
-static void
-send_record(Election *e, XLogRecPtr wal_end, bool stopping)
+static char *
+build_record(Election *e, XLogRecPtr wal_end, bool stopping, const char *successor)
 {
 	ClusterRecord *mine = &e->record_sent;
 
@@ -517,9 +688,28 @@ send_record(Election *e, XLogRecPtr wal_end, bool stopping)
 	strlcpy(mine->node, e->config.node_name, sizeof(mine->node));
 	mine->wal_end = wal_end;
 	mine->stopping = stopping;
+	if (successor != NULL)
+		strlcpy(mine->successor, successor, sizeof(mine->successor));
+	return cluster_record_encode(mine);
+}
+
+/* Writes this node into the cluster record, if it is still first in line. */
+static void
+send_record(Election *e, XLogRecPtr wal_end, bool stopping)
+{
 	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
-								   e->record_key, cluster_record_encode(mine),
+								   e->record_key, build_record(e, wal_end, stopping, NULL),
 								   e->config.request_timeout_ms, REQ_RECORD);
+}
+
+/* The WAL written so far, flushed, so that it can be recorded as flushed. */
+static XLogRecPtr
+recordable_wal_end(void)
+{
+	XLogRecPtr	end = replication_wal_end();
+
+	replication_flush_wal(end);
+	return end;
 }
 
 /* Whether a candidate of this election, other than us, is among the streams. */
@@ -548,7 +738,10 @@ record_due(Election *e, const EtcdCandidates *queue)
 	WalStreams	streams;
 
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
-		return replication_wal_flushed() != e->record.wal_end || e->record.stopping;
+		return replication_wal_end() != e->record.wal_end || e->record.stopping;
+	/* a replicated cluster's record is written again at once if it vanished */
+	if (e->replicated_member || e->replication.timeline > 1 || e->moved_from.exists)
+		return true;
 	replication_streams(&streams);
 	return candidate_streams(e, queue, &streams) || replication_has_standby(&streams);
 }
@@ -565,17 +758,18 @@ static const uint32 legal_from[EP_COUNT] = {
 	[EP_GRANTING] = PHASE_BIT(EP_OBSERVING),
 	[EP_CAMPAIGNING] = PHASE_BIT(EP_GRANTING) | PHASE_BIT(EP_BACKING_OFF),
 	[EP_LOOKING] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_QUEUED) |
-	PHASE_BIT(EP_BACKING_OFF),
-	/* a refresh may find the queue changed, so these also follow each other */
-	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) |
-	PHASE_BIT(EP_PROMOTING) | PHASE_BIT(EP_LEADING),
-	[EP_PROMOTING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_PROMOTING),
-	[EP_LEADING] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_LEADING) |
+	PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_BACKING_OFF),
+	/* a refresh may find the queue changed */
+	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_TAKING_OVER),
+	[EP_TAKING_OVER] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED),
+	[EP_PROMOTING] = PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_PROMOTING),
+	[EP_LEADING] = PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_LEADING) |
 	PHASE_BIT(EP_PROMOTING) | PHASE_BIT(EP_HANDING_OVER),
 	[EP_HANDING_OVER] = PHASE_BIT(EP_LEADING),
 	[EP_RESIGNING] = PHASE_BIT(EP_HANDING_OVER),
+	[EP_MOVING] = PHASE_BIT(EP_LEADING),
 	[EP_BACKING_OFF] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
-	PHASE_BIT(EP_QUEUED),
+	PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_TAKING_OVER),
 };
 
 /*
@@ -626,17 +820,23 @@ enter(Election *e, ElectionPhase to)
 	e->phase = to;
 	if (to != EP_QUEUED && to != EP_LEADING && to != EP_PROMOTING)
 		e->refresh_due = false;
+	/* only the next in line watches the term */
+	if (to != EP_QUEUED)
+		cancel_term_watch(e);
 
 	switch (to)
 	{
 		case EP_NO_LEASE:
 		case EP_QUEUED:
+			break;
 		case EP_LEADING:
+			/* back from a handover that failed: confirm again at once */
+			if (from == EP_HANDING_OVER)
+				e->refresh_due = true;
 			break;
 		case EP_OBSERVING:
 			drop_request(&e->request);
-			e->request = etcd_read_election(e->client, e->config.prefix, 0, e->record_key,
-											e->config.request_timeout_ms, REQ_OBSERVE);
+			e->request = send_read(e, 0, REQ_OBSERVE);
 			break;
 		case EP_GRANTING:
 			e->request = etcd_lease_grant(e->client, e->config.lease_ttl_s,
@@ -651,9 +851,12 @@ enter(Election *e, ElectionPhase to)
 			/* a refresh sent before the change may describe the old queue */
 			drop_request(&e->request);
 			cancel_watch(e);
-			e->request = etcd_read_election(e->client, e->config.prefix, e->create_revision,
-											e->record_key, e->config.request_timeout_ms,
-											REQ_RANGE);
+			e->request = send_read(e, e->create_revision, REQ_RANGE);
+			break;
+		case EP_TAKING_OVER:
+			/* step_takeover() checks a release, then claims the term */
+			drop_request(&e->request);
+			e->takeover_logged = false;
 			break;
 		case EP_PROMOTING:
 			if (from == EP_PROMOTING)
@@ -662,7 +865,8 @@ enter(Election *e, ElectionPhase to)
 			e->promote_requested = false;
 			e->promote_not_before = now;
 			if (e->record.exists && e->record.stopping &&
-				strcmp(e->record.node, e->config.node_name) != 0)
+				strcmp(e->record.node, e->config.node_name) != 0 &&
+				strcmp(e->record.successor, e->config.node_name) != 0)
 				e->promote_not_before += (uint64) e->config.lease_ttl_s * 1000000;
 			e->promote_deadline = e->promote_not_before +
 				(uint64) Max(e->config.lease_ttl_s, PROMOTE_MIN_S) * 1000000;
@@ -672,17 +876,26 @@ enter(Election *e, ElectionPhase to)
 		case EP_HANDING_OVER:
 			drop_request(&e->request);
 			e->handover_deadline = now + (uint64) e->config.switchover_timeout_ms * 1000;
-			e->successor_known = false;
 			e->successor[0] = '\0';
 			e->handover_upto = InvalidXLogRecPtr;
-			e->request = etcd_range_candidates(e->client, e->config.prefix, 0,
-											   e->config.request_timeout_ms, REQ_SUCCESSOR);
+			/* without replication nobody must catch up: who is next does not matter */
+			e->successor_known = !streams_or_recorded(e);
+			if (!e->successor_known)
+				e->request = etcd_range_candidates(e->client, e->config.prefix, 0,
+												   e->config.request_timeout_ms,
+												   REQ_SUCCESSOR);
 			break;
 		case EP_RESIGNING:
 			drop_request(&e->request);
 			cancel_watch(e);
-			e->request = etcd_delete_if_created(e->client, e->key, e->create_revision,
-												e->config.request_timeout_ms, REQ_DELETE);
+			e->request = etcd_release(e->client, e->key, e->create_revision, NULL, 0,
+									  e->term_key, released_term(e), e->record_key, NULL,
+									  e->config.request_timeout_ms, REQ_DELETE);
+			break;
+		case EP_MOVING:
+			/* step_move() releases the key once commits in flight ended */
+			drop_request(&e->request);
+			e->move_deadline = now + (uint64) e->config.switchover_timeout_ms * 1000;
 			break;
 		case EP_BACKING_OFF:
 			drop_request(&e->request);
@@ -699,13 +912,36 @@ retry_phase(Election *e)
 }
 
 /*
+ * Sends the release of our key: deleted while its create revision is ours
+ * (and, with next_key, while that successor is still there), with the term
+ * released if this node may say so, and record_value (if not NULL) in the
+ * same transaction.
+ */
+static EtcdRequest *
+send_release(Election *e, const char *next_key, int64 next_revision,
+			 const char *record_value, int tag)
+{
+	return etcd_release(e->client, e->key, e->create_revision, next_key, next_revision,
+						e->term_key, released_term(e), e->record_key, record_value,
+						e->config.request_timeout_ms, tag);
+}
+
+static void
+revoke_lease(Election *e, int64 lease_id)
+{
+	etcd_lease_revoke(e->client, lease_id, e->config.request_timeout_ms, REQ_DISCARD);
+}
+
+/*
  * Leaves the queue and forgets the lease (revoking it); the next step
  * reads the election again and, if the node may stand, campaigns at the
  * tail with a new lease.  With release, the key is also deleted (compared
- * by create revision), for a clean handover.
+ * by create revision), for a clean handover, with record_value written in
+ * the same transaction if it is not NULL; the lease is then revoked only
+ * once that is answered, so that the release is what the successor sees.
  */
 static void
-leave(Election *e, const char *reason, bool release)
+leave_with(Election *e, const char *reason, bool release, const char *record_value)
 {
 	bool		was_leading = (e->phase == EP_LEADING);
 
@@ -716,11 +952,14 @@ leave(Election *e, const char *reason, bool release)
 	e->watch_from = 0;
 
 	if (release && e->create_revision != 0)
-		etcd_delete_if_created(e->client, e->key, e->create_revision,
-							   e->config.request_timeout_ms, REQ_DISCARD);
-	if (e->lease_id != 0)
-		etcd_lease_revoke(e->client, e->lease_id,
-						  e->config.request_timeout_ms, REQ_DISCARD);
+	{
+		if (e->revoke_after_release != 0)
+			revoke_lease(e, e->revoke_after_release);
+		send_release(e, NULL, 0, record_value, REQ_RELEASE);
+		e->revoke_after_release = e->lease_id;
+	}
+	else if (e->lease_id != 0)
+		revoke_lease(e, e->lease_id);
 
 	ereport(LOG,
 			(errmsg("leader_election: node \"%s\" leaves the election: %s",
@@ -730,6 +969,8 @@ leave(Election *e, const char *reason, bool release)
 
 	e->lease_id = 0;
 	e->lease_valid_until = 0;
+	e->confirmed_until = 0;
+	e->term_claimed = false;
 	e->create_revision = 0;
 	e->key[0] = '\0';
 	e->followed_leader = false;
@@ -740,6 +981,12 @@ leave(Election *e, const char *reason, bool release)
 	answer_resign(e, NULL);
 }
 
+static void
+leave(Election *e, const char *reason, bool release)
+{
+	leave_with(e, reason, release, NULL);
+}
+
 Election *
 election_create(MemoryContext context, EtcdClient *client,
 				const ElectionConfig *config)
@@ -748,27 +995,87 @@ election_create(MemoryContext context, EtcdClient *client,
 
 	e->client = client;
 	e->config = *config;
+	etcd_client_set_endpoints(client, &config->endpoints);
 	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
+	term_record_key(config->prefix, e->term_key, sizeof(e->term_key));
+	e->term_seen_revision = -1;
 	e->phase = EP_NO_LEASE;
 	e->queue_position = -1;
 	return e;
 }
 
+/* Two endpoint lists that share an endpoint name one etcd cluster. */
+static bool
+same_etcd(const EtcdEndpoints *a, const EtcdEndpoints *b)
+{
+	for (int i = 0; i < a->count; i++)
+		for (int j = 0; j < b->count; j++)
+			if (strcmp(a->urls[i], b->urls[j]) == 0)
+				return true;
+	return false;
+}
+
+/* Whether new settings name another election than the current ones. */
+static bool
+other_election(Election *e, const ElectionConfig *config)
+{
+	return strcmp(config->prefix, e->config.prefix) != 0 ||
+		!same_etcd(&config->endpoints, &e->config.endpoints);
+}
+
+/* Takes the settings as they are; what was read of another election is forgotten. */
+static void
+apply_config(Election *e, const ElectionConfig *config)
+{
+	if (other_election(e, config))
+	{
+		memset(&e->record, 0, sizeof(e->record));
+		memset(&e->term, 0, sizeof(e->term));
+		e->term_seen_revision = -1;
+		e->term_known = false;
+	}
+	e->config = *config;
+	e->config_pending = false;
+	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
+	term_record_key(config->prefix, e->term_key, sizeof(e->term_key));
+	etcd_client_set_endpoints(e->client, &config->endpoints);
+	/* an observer that may now stand reads at once */
+	e->next_read = 0;
+}
+
+/*
+ * Applies pending settings once nothing is under way that must finish
+ * first.  A node that must rejoin leaves (releasing its key) first; the
+ * leader of a replicated cluster moves it (step_move()).
+ */
+static void
+configure_when_due(Election *e)
+{
+	const ElectionConfig *config = &e->pending_config;
+	bool		rejoin;
+
+	if (!e->config_pending || e->phase == EP_HANDING_OVER || e->phase == EP_RESIGNING ||
+		e->phase == EP_MOVING)
+		return;
+	rejoin = other_election(e, config) ||
+		strcmp(config->node_name, e->config.node_name) != 0 ||
+		config->lease_ttl_s != e->config.lease_ttl_s;
+	if (rejoin && e->phase == EP_LEADING && replicated(e))
+	{
+		enter(e, EP_MOVING);
+		return;
+	}
+	if (rejoin && e->phase != EP_NO_LEASE)
+		leave(e, "its settings changed", true);
+	apply_config(e, config);
+}
+
 void
 election_configure(Election *e, const ElectionConfig *config)
 {
-	bool		rejoin = strcmp(config->prefix, e->config.prefix) != 0 ||
-		strcmp(config->node_name, e->config.node_name) != 0 ||
-		config->lease_ttl_s != e->config.lease_ttl_s;
-
-	if (rejoin && e->phase != EP_NO_LEASE)
-		leave(e, "its settings changed", true);
-	if (rejoin)
-		memset(&e->record, 0, sizeof(e->record));
-	e->config = *config;
-	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
-	/* an observer that may now stand reads at once */
-	e->next_read = 0;
+	e->pending_config = *config;
+	e->config_pending = true;
+	configure_when_due(e);
 }
 
 /* ---- publishing ---- */
@@ -783,11 +1090,15 @@ current_role(Election *e, uint64 now)
 	switch (e->phase)
 	{
 		case EP_LEADING:
-			return LE_ROLE_LEADER;
+			/* unconfirmed, it does not lead: say so, not "leader" */
+			return now < leadership_deadline(e) ? LE_ROLE_LEADER : LE_ROLE_TAKING_OVER;
+		case EP_TAKING_OVER:
+			return LE_ROLE_TAKING_OVER;
 		case EP_PROMOTING:
 			return LE_ROLE_PROMOTING;
 		case EP_HANDING_OVER:
 		case EP_RESIGNING:
+		case EP_MOVING:
 			return LE_ROLE_RESIGNING;
 		default:
 			break;
@@ -834,8 +1145,12 @@ publish(Election *e)
 
 	/* walsenders serve this node's leadership, a handover included */
 	if ((leads || e->phase == EP_HANDING_OVER) && lease_valid(e, now))
-		le_shared_allow_shipping(e->lease_valid_until);
-	if (!le_shared_publish(&view, leads ? e->lease_valid_until : 0,
+		le_shared_allow_shipping(leads ? leadership_deadline(e) : e->lease_valid_until);
+	le_shared_set_recorded_wal(leads &&
+							   cluster_record_names(&e->record, &e->replication,
+													e->config.node_name) ?
+							   e->record.wal_end : 0);
+	if (!le_shared_publish(&view, leads ? leadership_deadline(e) : 0,
 						   leads ? (uint64) e->create_revision : 0))
 		return;
 	if (view.role == LE_ROLE_LEADER)
@@ -893,6 +1208,64 @@ watch_key(Election *e, const char *target, int64 revision)
 							  e->config.request_timeout_ms, REQ_WATCH);
 }
 
+/*
+ * First in line: checks that a released term was released with its key,
+ * waits until the term's holder can no longer write (term_record.c), then
+ * claims the term.  A standby must still stand when it claims.
+ */
+static void
+step_takeover(Election *e, uint64 now)
+{
+	TakeoverInput input;
+	char		why[LE_ERROR_LEN];
+	uint64		at;
+
+	if (e->request != NULL || now < e->retry_at)
+		return;
+	if (e->term.exists && e->term.readable && e->term.released &&
+		e->release_checked != e->term.mod_revision &&
+		e->term.mod_revision == e->deleted_revision &&
+		strcmp(e->term.key, e->deleted_key) == 0)
+	{
+		/* our watch saw its key deleted at the revision the term was released at */
+		e->release_checked = e->term.mod_revision;
+		e->release_verified = true;
+	}
+	else if (e->term.exists && e->term.readable && e->term.released &&
+			 e->release_checked != e->term.mod_revision)
+	{
+		e->request = etcd_read_key_at(e->client, e->term.key, e->term.mod_revision,
+									  e->config.request_timeout_ms, REQ_VERIFY);
+		return;
+	}
+	input.term = &e->term;
+	input.own_key = e->key;
+	input.own_revision = e->create_revision;
+	input.term_seen_at = e->term_seen_at;
+	input.release_verified = e->release_verified &&
+		e->release_checked == e->term.mod_revision;
+	input.own_ttl_s = e->config.lease_ttl_s;
+	input.term_expected = e->term_known || e->record.exists;
+	at = term_takeover_at(&input, why);
+	e->takeover_at = at;
+	if (now < at)
+	{
+		if (!e->takeover_logged)
+			ereport(LOG,
+					(errmsg("leader_election: node \"%s\" is first in line and waits %d ms before it takes over",
+							e->config.node_name, (int) ((at - now) / 1000)),
+					 errdetail("%s; it takes over once that leader can no longer write.", why)));
+		e->takeover_logged = true;
+		return;
+	}
+	if (!e->eligible)
+	{
+		leave(e, e->ineligible_reason, true);
+		return;
+	}
+	e->request = send_confirmation(e, REQ_CLAIM);
+}
+
 /* A promoting standby: leads once recovery has ended and the record says so. */
 static void
 step_promotion(Election *e, uint64 now)
@@ -937,7 +1310,73 @@ step_promotion(Election *e, uint64 now)
 		return;
 	}
 	if (!e->replication.in_recovery && e->request == NULL && now >= e->retry_at)
-		send_record(e, replication_wal_flushed(), false);
+		send_record(e, recordable_wal_end(), false);
+}
+
+/*
+ * A leader whose WAL moved half of max_lag_on_failover past the position
+ * its record holds records it again, before commits must wait for that
+ * (wal_bound.c); a backend that waits wakes the worker for this.
+ */
+static void
+step_leading(Election *e, uint64 now)
+{
+	XLogRecPtr	end;
+
+	if (e->request != NULL || now < e->retry_at ||
+		!cluster_record_names(&e->record, &e->replication, e->config.node_name))
+		return;
+	end = replication_wal_end();
+	if (end > e->record.wal_end &&
+		end - e->record.wal_end >= (uint64) e->config.max_lag_bytes / 2)
+		send_record(e, recordable_wal_end(), false);
+}
+
+/*
+ * The leader of a replicated cluster moves it to another election (new
+ * prefix, etcd, node name or TTL): fenced since it entered "moving", once
+ * no commit is in flight, it releases its key with a record that says the
+ * cluster moved, so that nobody stands in this election any more.
+ */
+static void
+step_move(Election *e, uint64 now)
+{
+	char	   *record;
+
+	if (e->request != NULL || now < e->retry_at)
+		return;
+	if (le_commits_in_flight() != 0 && now < e->move_deadline)
+		return;
+	(void) build_record(e, recordable_wal_end(), false, NULL);
+	e->record_sent.moved = true;
+	record = cluster_record_encode(&e->record_sent);
+	e->request = send_release(e, NULL, 0, record, REQ_MOVE);
+}
+
+/*
+ * The move's release answered: if etcd took it, the record the node left
+ * with lets it stand in the new election without a record there
+ * (cluster_record.c); if not, it leaves without that, and a replicated
+ * cluster's primary without a record does not stand.  Then the new
+ * settings apply.
+ */
+static void
+on_move_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	bool		succeeded = false;
+
+	if (e->phase != EP_MOVING)
+		return;
+	if (!etcd_txn_result(req, &succeeded, err))
+		note_failure(e, err, req);
+	if (succeeded)
+		e->moved_from = e->record_sent;
+	else
+		memset(&e->moved_from, 0, sizeof(e->moved_from));
+	leave(e, succeeded ? "it moves its cluster to another election" :
+		  "its settings changed, and it could not record that its cluster moves", false);
+	apply_config(e, &e->pending_config);
 }
 
 /*
@@ -963,7 +1402,9 @@ step_handover(Election *e, uint64 now)
 	}
 	else if (e->successor[0] == '\0' || !e->successor_must_catch_up)
 	{
-		/* nobody is next, or not a standby of ours: nothing to wait for */
+		/* nobody is next, or not a standby of ours: once commits ended */
+		if (le_commits_in_flight() != 0 && now < e->handover_deadline)
+			return;
 		enter(e, EP_RESIGNING);
 		return;
 	}
@@ -981,9 +1422,9 @@ step_handover(Election *e, uint64 now)
 			 replication_has_standby(&now_streaming) &&
 			 replication_standbys_behind(&now_streaming, e->handover_upto) == 0) &&
 			e->request == NULL && now >= e->retry_at)
-			e->request = etcd_delete_before(e->client, e->key, e->create_revision,
-											e->successor_key, e->successor_revision,
-											e->config.request_timeout_ms, REQ_HANDOVER);
+			e->request = send_release(e, e->successor_key, e->successor_revision,
+									  build_record(e, e->handover_upto, true, e->successor),
+									  REQ_HANDOVER);
 
 	}
 	if (now < e->handover_deadline)
@@ -1028,7 +1469,7 @@ election_step(Election *e)
 	}
 
 	assess(e, now);
-	if (e->phase == EP_QUEUED && !e->eligible)
+	if ((e->phase == EP_QUEUED || e->phase == EP_TAKING_OVER) && !e->eligible)
 		leave(e, e->ineligible_reason, true);
 
 	if (e->lease_id != 0 && e->nrenewals == 0 && now >= e->next_renewal)
@@ -1040,7 +1481,14 @@ election_step(Election *e)
 		send_renewal(e, now);
 	}
 
-	if (e->phase == EP_PROMOTING)
+	configure_when_due(e);
+	if (e->phase == EP_TAKING_OVER)
+		step_takeover(e, now);
+	else if (e->phase == EP_MOVING)
+		step_move(e, now);
+	else if (e->phase == EP_LEADING)
+		step_leading(e, now);
+	else if (e->phase == EP_PROMOTING)
 		step_promotion(e, now);
 	else if (e->phase == EP_HANDING_OVER)
 		step_handover(e, now);
@@ -1069,14 +1517,14 @@ election_step(Election *e)
 					break;
 				/* FALLTHROUGH */
 			case EP_QUEUED:
-				/* the leader reads the whole queue: who may stream from it */
+				/* the holder of the term confirms it; the leader reads the whole queue */
 				if (e->refresh_due && e->request == NULL)
-					e->request = etcd_read_election(e->client, e->config.prefix,
-													e->phase == EP_LEADING ? 0 : e->create_revision,
-													e->record_key,
-													e->config.request_timeout_ms,
-													REQ_RANGE);
+					e->request = e->phase == EP_QUEUED ?
+						send_read(e, e->create_revision, REQ_RANGE) :
+						send_confirmation(e, REQ_CONFIRM);
 				break;
+			case EP_TAKING_OVER:
+			case EP_MOVING:
 			case EP_GRANTING:
 			case EP_CAMPAIGNING:
 			case EP_LOOKING:
@@ -1095,6 +1543,9 @@ election_next_timeout_ms(Election *e)
 	uint64		next = now + (uint64) (e->phase == EP_PROMOTING ||
 									   e->phase == EP_HANDING_OVER ?
 									   AWAIT_POLL_MS : REPLICATION_POLL_MS) * 1000;
+
+	if (e->phase == EP_TAKING_OVER && e->takeover_at > now)
+		next = Min(next, e->takeover_at);
 
 	if (e->lease_id != 0)
 	{
@@ -1232,6 +1683,7 @@ on_observe_answer(Election *e, EtcdRequest *req)
 	}
 	take_leader(e, &read.queue);
 	take_record(e, &read);
+	take_term(e, &read);
 	e->next_read = now + (uint64) e->config.lease_ttl_s * 1000000 / 3;
 	e->eligible = may_stand(e, now);
 	if (e->eligible)
@@ -1240,7 +1692,23 @@ on_observe_answer(Election *e, EtcdRequest *req)
 		clear_failure(e);		/* this read is all an observer does */
 }
 
-/* A read answered, in "looking" or as a refresh: the queue decides. */
+/* The next in line watches the term from revision on: the leader's confirmations. */
+static void
+watch_term(Election *e, int64 revision)
+{
+	if (e->term_watch != NULL &&
+		strcmp(e->term_watch->endpoint, etcd_client_endpoint(e->client)) == 0)
+		return;
+	cancel_term_watch(e);
+	e->term_watch = etcd_watch_key(e->client, e->term_key, revision,
+								   e->config.request_timeout_ms, REQ_TERM_WATCH);
+}
+
+/*
+ * A read of the election answered: in "looking", as a queued node's
+ * refresh, or as a claim or confirmation of the term (the same reads, after
+ * a write that holds only while our key is first).  The queue decides.
+ */
 static void
 on_range_answer(Election *e, EtcdRequest *req)
 {
@@ -1248,6 +1716,7 @@ on_range_answer(Election *e, EtcdRequest *req)
 	EtcdElectionRead read;
 	int			own = -1;
 	bool		first;
+	bool		confirms = (req->tag == REQ_CLAIM || req->tag == REQ_CONFIRM);
 	uint64		now = le_clock_us();
 
 	if (!etcd_read_election_result(req, e->config.prefix, &read, err))
@@ -1272,16 +1741,32 @@ on_range_answer(Election *e, EtcdRequest *req)
 
 	clear_failure(e);
 	take_record(e, &read);
+	take_term(e, &read);
 	first = (own == 0);
 	e->queue_position = own;
 	take_leader(e, &read.queue);
 	if (!first)
 		e->followed_leader = true;
 
-	if (e->phase == EP_LEADING && first)
+	/* etcd took the write only while our key was first: valid from its sending */
+	if (confirms && read.confirmed)
 	{
+		uint64		ttl_us = (uint64) e->lease_ttl_s * 1000000;
+
+		e->term_claimed = true;
+		e->confirmed_until = Max(e->confirmed_until,
+								 req->started_us + ttl_us - margin_us(e->lease_ttl_s));
+	}
+
+	if (holds_first_place(e->phase))
+	{
+		if (!read.confirmed)
+		{
+			leave(e, "its key is no longer first in line", false);
+			return;
+		}
 		/* a record naming another primary means someone took over */
-		if (e->record.exists &&
+		if (e->phase == EP_LEADING && e->record.exists &&
 			!cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		{
 			leave(e, e->record.readable ? "the cluster record names another primary" :
@@ -1289,7 +1774,14 @@ on_range_answer(Election *e, EtcdRequest *req)
 			return;
 		}
 	}
-	else if (e->phase != EP_PROMOTING || !first)
+	else if (e->phase == EP_TAKING_OVER && confirms)
+	{
+		if (!read.confirmed)
+			enter(e, first ? EP_LOOKING : EP_QUEUED);
+		else
+			enter(e, e->replication.in_recovery ? EP_PROMOTING : EP_LEADING);
+	}
+	else
 	{
 		/* a node about to queue or take over must still stand */
 		e->eligible = may_stand(e, now);
@@ -1303,15 +1795,52 @@ on_range_answer(Election *e, EtcdRequest *req)
 			leave(e, "a standby takes over only from a leader it queued behind", true);
 			return;
 		}
-		enter(e, !first ? EP_QUEUED :
-			  e->replication.in_recovery ? EP_PROMOTING : EP_LEADING);
+		if (!first)
+			enter(e, EP_QUEUED);
+		else if (e->phase != EP_TAKING_OVER)
+			enter(e, EP_TAKING_OVER);
 	}
+	if (e->phase == EP_NO_LEASE || e->phase == EP_LOOKING)
+		return;
 
 	/* The first in line watches its own key; everyone else its predecessor. */
 	watch_key(e, first ? e->key : read.queue.keys[own - 1].key, read.queue.revision + 1);
+	/* the next in line also sees each confirmation of the one ahead */
+	if (e->phase == EP_QUEUED && own == 1)
+		watch_term(e, read.queue.revision + 1);
+	else
+		cancel_term_watch(e);
 
 	if (e->phase == EP_LEADING && e->request == NULL && record_due(e, &read.queue))
-		send_record(e, replication_wal_flushed(), false);
+		send_record(e, recordable_wal_end(), false);
+}
+
+/* Whether the term, released, was released in the transaction that deleted its key. */
+static void
+on_verify_answer(Election *e, EtcdRequest *req)
+{
+	char		err[LE_ERROR_LEN];
+	int64		created_before;
+	bool		exists_at;
+
+	if (e->phase != EP_TAKING_OVER)
+		return;
+	if (!etcd_read_key_at_result(req, &created_before, &exists_at, err))
+	{
+		/* compacted, or a refusal: unverifiable, so the holder is waited out */
+		note_failure(e, err, req);
+		if (req->transport_failed)
+			return;
+		created_before = 0;
+	}
+	e->release_checked = e->term.mod_revision;
+	e->release_verified = created_before == e->term.revision && !exists_at;
+	if (!e->release_verified)
+		ereport(LOG,
+				(errmsg("leader_election: node \"%s\" does not take the release of node \"%s\" for granted",
+						e->config.node_name, e->term.node),
+				 errdetail("The term says released, but not in the transaction that deleted key \"%s\".",
+						   e->term.key)));
 }
 
 /* The leader wrote (or could not write) the cluster record. */
@@ -1340,6 +1869,8 @@ on_record_answer(Election *e, EtcdRequest *req)
 				 errdetail("Key \"%s\", system identifier " UINT64_FORMAT ".",
 						   e->record_key, e->record_sent.system_identifier)));
 	e->record = e->record_sent;
+	note_membership(e, &e->record);
+	e->moved_from.exists = false;	/* the move is complete */
 	if (e->phase == EP_PROMOTING)
 		enter(e, EP_LEADING);
 }
@@ -1427,14 +1958,16 @@ static void
 on_watch_messages(Election *e)
 {
 	char		err[LE_ERROR_LEN];
+	int64		revision;
 
 	while (e->watch != NULL)
 	{
-		switch (etcd_watch_next(e->watch, err))
+		switch (etcd_watch_next(e->watch, &revision, err))
 		{
 			case ETCD_WATCH_NOTHING:
 				return;
 			case ETCD_WATCH_CREATED:
+			case ETCD_WATCH_PUT:
 			case ETCD_WATCH_OTHER:
 				break;
 			case ETCD_WATCH_DELETED:
@@ -1445,7 +1978,12 @@ on_watch_messages(Election *e)
 				else if (holds_first_place(e->phase))
 					leave(e, "its key was deleted", false);
 				else
+				{
+					/* a release in the same transaction needs no other check */
+					strlcpy(e->deleted_key, e->watched_key, sizeof(e->deleted_key));
+					e->deleted_revision = revision;
 					enter(e, EP_LOOKING);
+				}
 				return;
 			case ETCD_WATCH_CANCELED:
 				/* e.g. compaction: the key may or may not be gone; read again */
@@ -1462,6 +2000,41 @@ on_watch_messages(Election *e)
 				cancel_watch(e);
 				if (!holds_first_place(e->phase))
 					enter(e, EP_BACKING_OFF);
+				return;
+		}
+	}
+}
+
+/*
+ * Reads what the term watch has delivered: each write of the term is seen
+ * when it happens, so the moment the holder last confirmed its leadership
+ * is known.  A broken watch is simply dropped: the next read starts it
+ * again, and until then the term is taken as seen no earlier than a read.
+ */
+static void
+on_term_watch_messages(Election *e)
+{
+	char		err[LE_ERROR_LEN];
+	int64		revision;
+
+	while (e->term_watch != NULL)
+	{
+		switch (etcd_watch_next(e->term_watch, &revision, err))
+		{
+			case ETCD_WATCH_NOTHING:
+				return;
+			case ETCD_WATCH_CREATED:
+			case ETCD_WATCH_OTHER:
+				break;
+			case ETCD_WATCH_PUT:
+				note_term_seen(e, revision, le_clock_us());
+				break;
+			case ETCD_WATCH_DELETED:
+				note_term_seen(e, 0, le_clock_us());
+				break;
+			case ETCD_WATCH_CANCELED:
+			case ETCD_WATCH_BROKEN:
+				cancel_term_watch(e);
 				return;
 		}
 	}
@@ -1506,7 +2079,12 @@ election_process(Election *e)
 				on_observe_answer(e, req);
 				break;
 			case REQ_RANGE:
+			case REQ_CLAIM:
+			case REQ_CONFIRM:
 				on_range_answer(e, req);
+				break;
+			case REQ_VERIFY:
+				on_verify_answer(e, req);
 				break;
 			case REQ_SUCCESSOR:
 				on_successor_answer(e, req);
@@ -1523,8 +2101,22 @@ election_process(Election *e)
 				on_watch_messages(e);
 				Assert(e->watch != req);
 				continue;		/* cancel_watch() freed it */
+			case REQ_TERM_WATCH:
+				Assert(req == e->term_watch);
+				on_term_watch_messages(e);
+				Assert(e->term_watch != req);
+				continue;		/* cancel_term_watch() freed it */
 			case REQ_DELETE:
 				on_delete_answer(e, req);
+				break;
+			case REQ_MOVE:
+				on_move_answer(e, req);
+				break;
+			case REQ_RELEASE:
+				/* the successor saw the release; only now may the lease go */
+				if (e->revoke_after_release != 0)
+					revoke_lease(e, e->revoke_after_release);
+				e->revoke_after_release = 0;
 				break;
 			case REQ_DISCARD:
 				break;
@@ -1532,6 +2124,7 @@ election_process(Election *e)
 		etcd_request_free(req);
 	}
 	on_watch_messages(e);
+	on_term_watch_messages(e);
 }
 
 void
@@ -1586,41 +2179,33 @@ let_standbys_catch_up(Election *e)
 }
 
 /*
- * A stopping primary's last word in the cluster record.  If its standbys
- * caught up with everything it wrote (upto), it records that it stopped and
- * where: only a standby that has all of it may take over then, so a clean
- * stop loses nothing.  If they did not, it records how far it flushed, and
- * the usual bound applies, as after a crash.  Waits for the answer (at most
- * request_timeout): the key delete that follows must not overtake it.
+ * A stopping primary's last word in the cluster record, written with the
+ * release of its key.  If its standbys caught up with everything it wrote
+ * (upto), it records that it stopped and where: only a standby that has all
+ * of it may take over then, so a clean stop loses nothing.  If they did
+ * not, it records how far it flushed, and the usual bound applies, as after
+ * a crash.
  */
-static void
-record_final_wal(Election *e, XLogRecPtr upto)
+static char *
+final_record(Election *e, XLogRecPtr upto)
 {
-	uint64		deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
-
-	drop_request(&e->request);
-	cancel_renewals(e);
-	cancel_watch(e);
 	if (upto != InvalidXLogRecPtr)
-		send_record(e, upto, true);
-	else
-		send_record(e, replication_wal_flushed(), false);
-	while (!e->request->done && le_clock_us() < deadline)
-		etcd_client_wait(e->client, (long) ((deadline - le_clock_us()) / 1000) + 1,
-						 false, PG_WAIT_EXTENSION);
-	drop_request(&e->request);
+		return build_record(e, upto, true, NULL);
+	return build_record(e, replication_wal_flushed(), false, NULL);
 }
 
 void
 election_shutdown(Election *e, const char *reason, bool postmaster_alive)
 {
 	uint64		deadline;
+	char	   *record = NULL;
 
 	e->shutting_down = true;
 	if (postmaster_alive && e->phase == EP_LEADING && replicated(e))
-		record_final_wal(e, let_standbys_catch_up(e));
-	leave(e, reason, true);
+		record = final_record(e, let_standbys_catch_up(e));
+	leave_with(e, reason, true, record);
 	publish(e);
+	/* the release first, then the lease: the successor must see the release */
 	deadline = le_clock_us() + (uint64) e->config.request_timeout_ms * 1000;
 	while (!etcd_client_idle(e->client) && le_clock_us() < deadline)
 	{
@@ -1629,7 +2214,14 @@ election_shutdown(Election *e, const char *reason, bool postmaster_alive)
 		etcd_client_wait(e->client, (long) ((deadline - le_clock_us()) / 1000) + 1,
 						 false, PG_WAIT_EXTENSION);
 		while ((req = etcd_client_next_done(e->client)) != NULL)
+		{
+			if (req->tag == REQ_RELEASE && e->revoke_after_release != 0)
+			{
+				revoke_lease(e, e->revoke_after_release);
+				e->revoke_after_release = 0;
+			}
 			etcd_request_free(req);
+		}
 	}
 	etcd_client_cancel_all(e->client);
 }

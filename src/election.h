@@ -21,6 +21,7 @@ typedef struct ElectionConfig
 	bool		candidate;
 	int64		max_lag_bytes;
 	int			switchover_timeout_ms;
+	EtcdEndpoints endpoints;
 } ElectionConfig;
 
 typedef struct Election Election;
@@ -28,7 +29,15 @@ typedef struct Election Election;
 extern Election *election_create(MemoryContext context, EtcdClient *client,
 								 const ElectionConfig *config);
 
-/* New settings; leaves and rejoins if the election itself changed. */
+/*
+ * New settings (the endpoints included: the election hands them to the
+ * client when it may).  A change of prefix, of node name, of lease TTL or
+ * of etcd cluster (an endpoint list that shares no endpoint with the old
+ * one) makes the node leave and rejoin.  The leader of a replicated cluster
+ * moves the cluster instead: it records in the old election that the
+ * cluster moved, so that nobody takes over there, and may then stand in the
+ * new one without a record.  A handover under way finishes first.
+ */
 extern void election_configure(Election *e, const ElectionConfig *config);
 
 /*

@@ -15,10 +15,12 @@ typedef enum ElectionPhase
 	EP_CAMPAIGNING,				/* holds a lease; campaign txn in flight */
 	EP_LOOKING,					/* holds lease and key; range read in flight */
 	EP_QUEUED,					/* behind another key; watches its predecessor */
+	EP_TAKING_OVER,				/* first in line; waits until the last leader cannot write */
 	EP_PROMOTING,				/* first in line, a standby: ends recovery first */
 	EP_LEADING,					/* first in line; watches its own key */
 	EP_HANDING_OVER,			/* fenced leader; waits for its successor's WAL */
 	EP_RESIGNING,				/* gave up leading; key delete in flight */
+	EP_MOVING,					/* a replicated leader leaves for another election */
 	EP_BACKING_OFF				/* holds a lease; waits to retry after a failure */
 } ElectionPhase;
 

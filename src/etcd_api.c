@@ -181,35 +181,43 @@ etcd_range_candidates(EtcdClient *c, const char *prefix, int64 max_create_revisi
 						 timeout_ms, timeout_ms, tag);
 }
 
-EtcdRequest *
-etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
-				   const char *record_key, int timeout_ms, int tag)
+/* A range request for one key, at the current revision or at revision (> 0). */
+static cJSON *
+key_range(const char *key, int64 revision)
 {
-	cJSON	   *body = new_object();
-	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
-	cJSON	   *queue_op = new_object();
-	cJSON	   *record_op = new_object();
-	cJSON	   *record = new_object();
+	cJSON	   *range = new_object();
 
-	/* a txn without compares: both reads at one revision */
-	cJSON_AddItemToObject(queue_op, "request_range",
-						  candidates_range(prefix, max_create_revision));
-	cJSON_AddItemToArray(success, queue_op);
-	add_base64(record, "key", record_key, strlen(record_key));
-	cJSON_AddItemToObject(record_op, "request_range", record);
-	cJSON_AddItemToArray(success, record_op);
-	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+	add_base64(range, "key", key, strlen(key));
+	if (revision > 0)
+		add_int64(range, "revision", revision);
+	return range;
 }
 
-EtcdRequest *
-etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
-				  int64 create_revision, const char *key, const char *value,
-				  int timeout_ms, int tag)
+static void
+add_op(cJSON *ops, const char *kind, cJSON *request)
 {
-	cJSON	   *body = new_object();
+	cJSON	   *op = new_object();
+
+	cJSON_AddItemToObject(op, kind, request);
+	cJSON_AddItemToArray(ops, op);
+}
+
+/* The three reads of the election, in the order the result parser expects. */
+static void
+add_election_reads(cJSON *ops, const char *prefix, int64 max_create_revision,
+				   const char *record_key, const char *term_key)
+{
+	add_op(ops, "request_range", candidates_range(prefix, max_create_revision));
+	add_op(ops, "request_range", key_range(record_key, 0));
+	add_op(ops, "request_range", key_range(term_key, 0));
+}
+
+/* Compares that hold while own_key, created at create_revision, is first in line. */
+static void
+add_first_in_line_compares(cJSON *txn, const char *prefix, const char *own_key,
+						   int64 create_revision)
+{
 	cJSON	   *first = new_object();
-	cJSON	   *put = new_object();
-	cJSON	   *put_op = new_object();
 	char	   *from = psprintf("%s/", prefix);
 	char	   *to = psprintf("%s0", prefix);
 
@@ -219,46 +227,95 @@ etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 	cJSON_AddStringToObject(first, "target", "CREATE");
 	cJSON_AddStringToObject(first, "result", "GREATER");
 	add_int64(first, "create_revision", create_revision - 1);
-	add_create_revision_compare(body, own_key, create_revision);
-	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(body, "compare"), first);
+	add_create_revision_compare(txn, own_key, create_revision);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(txn, "compare"), first);
+	pfree(from);
+	pfree(to);
+}
+
+static void
+add_put(cJSON *ops, const char *key, const char *value)
+{
+	cJSON	   *put = new_object();
 
 	add_base64(put, "key", key, strlen(key));
 	add_base64(put, "value", value, strlen(value));
-	cJSON_AddItemToObject(put_op, "request_put", put);
-	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), put_op);
-	pfree(from);
-	pfree(to);
+	add_op(ops, "request_put", put);
+}
+
+EtcdRequest *
+etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
+				   const char *record_key, const char *term_key, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+
+	/* a txn without compares: the reads at one revision */
+	add_election_reads(cJSON_AddArrayToObject(body, "success"), prefix,
+					   max_create_revision, record_key, term_key);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *
-etcd_delete_if_created(EtcdClient *c, const char *key, int64 create_revision,
-					   int timeout_ms, int tag)
+etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
+				  int64 create_revision, const char *term_key, const char *term_value,
+				  const char *record_key, int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
-	cJSON	   *del = new_object();
-	cJSON	   *del_op = new_object();
+	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
 
-	add_base64(del, "key", key, strlen(key));
-	cJSON_AddItemToObject(del_op, "request_delete_range", del);
-	add_create_revision_compare(body, key, create_revision);
-	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), del_op);
+	add_first_in_line_compares(body, prefix, own_key, create_revision);
+	add_put(success, term_key, term_value);
+	add_election_reads(success, prefix, 0, record_key, term_key);
+	/* and if our key is not first, what is there instead */
+	add_election_reads(cJSON_AddArrayToObject(body, "failure"), prefix, 0,
+					   record_key, term_key);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *
-etcd_delete_before(EtcdClient *c, const char *key, int64 create_revision,
-				   const char *next_key, int64 next_revision, int timeout_ms, int tag)
+etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
+				  int64 create_revision, const char *key, const char *value,
+				  int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
+
+	add_first_in_line_compares(body, prefix, own_key, create_revision);
+	add_put(cJSON_AddArrayToObject(body, "success"), key, value);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_release(EtcdClient *c, const char *key, int64 create_revision,
+			 const char *next_key, int64 next_revision,
+			 const char *term_key, const char *term_value,
+			 const char *record_key, const char *record_value,
+			 int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
 	cJSON	   *del = new_object();
-	cJSON	   *del_op = new_object();
 
 	add_create_revision_compare(body, key, create_revision);
-	add_create_revision_compare(body, next_key, next_revision);
+	if (next_key != NULL)
+		add_create_revision_compare(body, next_key, next_revision);
+	if (term_value != NULL)
+		add_put(success, term_key, term_value);
+	if (record_value != NULL)
+		add_put(success, record_key, record_value);
 	add_base64(del, "key", key, strlen(key));
-	cJSON_AddItemToObject(del_op, "request_delete_range", del);
-	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "success"), del_op);
+	add_op(success, "request_delete_range", del);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_read_key_at(EtcdClient *c, const char *key, int64 revision, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
+
+	/* a txn without compares: both reads in one answer */
+	add_op(success, "request_range", key_range(key, revision - 1));
+	add_op(success, "request_range", key_range(key, revision));
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
@@ -577,47 +634,109 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 	return ok;
 }
 
+/*
+ * A single-key range answer (a RangeResponse object): the key's value and
+ * revisions if it exists.  False if the answer is not one.
+ */
+static bool
+parse_single_key(const cJSON *range, bool *found, char **value, size_t *len,
+				 int64 *create_revision, int64 *mod_revision)
+{
+	const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(range, "kvs");
+	const cJSON *kv;
+
+	*found = false;
+	*value = NULL;
+	*len = 0;
+	*create_revision = 0;
+	*mod_revision = 0;
+	if (!cJSON_IsObject(range) || (kvs != NULL && !cJSON_IsArray(kvs)) ||
+		cJSON_GetArraySize(kvs) > 1)
+		return false;
+	if (cJSON_GetArraySize(kvs) == 0)
+		return true;
+	kv = cJSON_GetArrayItem(kvs, 0);
+	*found = true;
+	*value = get_base64(kv, "value", len);
+	return *value != NULL &&
+		get_int64(kv, "create_revision", create_revision) && *create_revision > 0 &&
+		get_int64(kv, "mod_revision", mod_revision) && *mod_revision >= *create_revision;
+}
+
+/* The range answers of a txn, in order, skipping the answers of its writes. */
+static int
+range_answers(const cJSON *json, const cJSON **ranges, int max)
+{
+	const cJSON *response;
+	int			n = 0;
+
+	cJSON_ArrayForEach(response, cJSON_GetObjectItemCaseSensitive(json, "responses"))
+	{
+		const cJSON *range = cJSON_GetObjectItemCaseSensitive(response, "response_range");
+
+		if (range == NULL)
+			continue;
+		if (n == max)
+			return max + 1;
+		ranges[n++] = range;
+	}
+	return n;
+}
+
 bool
 etcd_read_election_result(EtcdRequest *req, const char *prefix,
 						  EtcdElectionRead *read, char *err)
 {
 	cJSON	   *json = answer_json(req, err);
-	const cJSON *responses;
-	const cJSON *record_range;
-	const cJSON *record_kvs;
+	const cJSON *ranges[3];
 	int64		revision;
+	int64		unused;
 
 	if (json == NULL)
 		return false;
 	if (!header_revision(json, &revision))
 		return malformed(json, req, "txn without a valid header revision", err);
-	responses = cJSON_GetObjectItemCaseSensitive(json, "responses");
-	if (!get_bool(json, "succeeded") || cJSON_GetArraySize(responses) != 2)
-		return malformed(json, req, "read of the election without its two answers", err);
-	if (!parse_candidates(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(responses, 0),
-														   "response_range"),
-						  revision, prefix, req, &read->queue, err))
+	/* a plain read always succeeds; a confirmation only while our key is first */
+	read->confirmed = get_bool(json, "succeeded");
+	if (range_answers(json, ranges, 3) != 3)
+		return malformed(json, req, "read of the election without its three answers", err);
+	if (!parse_candidates(ranges[0], revision, prefix, req, &read->queue, err))
 	{
 		cJSON_Delete(json);
 		return false;
 	}
+	if (!parse_single_key(ranges[1], &read->record_found, &read->record_value,
+						  &read->record_len, &unused, &unused))
+		return malformed(json, req, "read of the cluster record without a valid range answer", err);
+	if (!parse_single_key(ranges[2], &read->term_found, &read->term_value,
+						  &read->term_len, &unused, &read->term_mod_revision) ||
+		read->term_mod_revision > revision)
+		return malformed(json, req, "read of the leadership term without a valid range answer", err);
+	cJSON_Delete(json);
+	return true;
+}
 
-	record_range = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(responses, 1),
-													"response_range");
-	record_kvs = cJSON_GetObjectItemCaseSensitive(record_range, "kvs");
-	if (!cJSON_IsObject(record_range) || (record_kvs != NULL && !cJSON_IsArray(record_kvs)) ||
-		cJSON_GetArraySize(record_kvs) > 1)
-		return malformed(json, req, "read of the cluster record without a range answer", err);
-	read->record_found = cJSON_GetArraySize(record_kvs) == 1;
-	read->record_value = NULL;
-	read->record_len = 0;
-	if (read->record_found)
-	{
-		read->record_value = get_base64(cJSON_GetArrayItem(record_kvs, 0), "value",
-										&read->record_len);
-		if (read->record_value == NULL)
-			return malformed(json, req, "cluster record value is not base64", err);
-	}
+bool
+etcd_read_key_at_result(EtcdRequest *req, int64 *create_revision_before, bool *exists_at,
+						char *err)
+{
+	cJSON	   *json = answer_json(req, err);
+	const cJSON *ranges[2];
+	bool		found;
+	char	   *value;
+	size_t		len;
+	int64		create_revision;
+	int64		mod_revision;
+
+	if (json == NULL)
+		return false;
+	if (range_answers(json, ranges, 2) != 2)
+		return malformed(json, req, "read of a key's history without its two answers", err);
+	if (!parse_single_key(ranges[0], &found, &value, &len, &create_revision, &mod_revision))
+		return malformed(json, req, "read of a key's history without a valid range answer", err);
+	*create_revision_before = found ? create_revision : 0;
+	if (!parse_single_key(ranges[1], exists_at, &value, &len, &create_revision, &mod_revision))
+		return malformed(json, req, "read of a key's history without a valid range answer", err);
 	cJSON_Delete(json);
 	return true;
 }
@@ -638,7 +757,7 @@ etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err)
 }
 
 EtcdWatchEvent
-etcd_watch_next(EtcdRequest *req, char *err)
+etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 {
 	char	   *line;
 	cJSON	   *json;
@@ -647,6 +766,7 @@ etcd_watch_next(EtcdRequest *req, char *err)
 	const char *message;
 	EtcdWatchEvent what = ETCD_WATCH_OTHER;
 
+	*revision = 0;
 	/* etcd refused the watch as a whole: the answer is one error object */
 	if (req->done && req->http_status != 200)
 	{
@@ -693,9 +813,22 @@ etcd_watch_next(EtcdRequest *req, char *err)
 	cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(result, "events"))
 	{
 		const char *type = get_string(event, "type");
+		int64		event_revision;
 
-		if (type != NULL && strcmp(type, "DELETE") == 0 && what != ETCD_WATCH_CANCELED)
-			what = ETCD_WATCH_DELETED;
+		if (what == ETCD_WATCH_CANCELED || what == ETCD_WATCH_DELETED)
+			break;
+		/* etcd omits the type of a PUT, its zero value */
+		what = (type != NULL && strcmp(type, "DELETE") == 0) ?
+			ETCD_WATCH_DELETED : ETCD_WATCH_PUT;
+		if (!get_int64(cJSON_GetObjectItemCaseSensitive(event, "kv"), "mod_revision",
+					   &event_revision) || event_revision <= 0)
+		{
+			set_error(err, "etcd at %s sent a watch event without a valid revision",
+					  req->endpoint);
+			cJSON_Delete(json);
+			return ETCD_WATCH_BROKEN;
+		}
+		*revision = event_revision;
 	}
 	cJSON_Delete(json);
 	return what;

@@ -30,7 +30,8 @@ typedef enum EtcdWatchEvent
 	ETCD_WATCH_NOTHING,			/* no complete message yet */
 	ETCD_WATCH_CREATED,			/* etcd confirmed the watch */
 	ETCD_WATCH_DELETED,			/* the watched key was deleted */
-	ETCD_WATCH_OTHER,			/* an event that changes nothing here */
+	ETCD_WATCH_PUT,				/* the watched key was written */
+	ETCD_WATCH_OTHER,			/* a message without an event */
 	ETCD_WATCH_CANCELED,		/* etcd ended the watch (e.g. compaction) */
 	ETCD_WATCH_BROKEN			/* error or unreadable message; see err */
 } EtcdWatchEvent;
@@ -58,21 +59,39 @@ extern bool etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 
 /*
  * One read of the election at one revision: the candidates (as
- * etcd_range_candidates) and the value of record_key, if it exists.
+ * etcd_range_candidates), and the cluster record and the leadership term,
+ * if they exist.  Values are palloc'd and NUL-terminated.
  */
 typedef struct EtcdElectionRead
 {
+	/* a plain read: true; a confirmation: whether our key was first */
+	bool		confirmed;
 	EtcdCandidates queue;
 	bool		record_found;
-	char	   *record_value;	/* palloc'd, record_len bytes (NUL-terminated) */
+	char	   *record_value;
 	size_t		record_len;
+	bool		term_found;
+	char	   *term_value;
+	size_t		term_len;
+	int64		term_mod_revision;
 } EtcdElectionRead;
 
 extern EtcdRequest *etcd_read_election(EtcdClient *c, const char *prefix,
 									   int64 max_create_revision, const char *record_key,
-									   int timeout_ms, int tag);
+									   const char *term_key, int timeout_ms, int tag);
 extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
 									  EtcdElectionRead *read, char *err);
+
+/*
+ * Writes term_key = term_value only while own_key, created at
+ * create_revision, is the oldest key under prefix + "/", and reads the
+ * election either way (etcd_read_election_result; confirmed says whether
+ * the write happened).
+ */
+extern EtcdRequest *etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
+									  int64 create_revision, const char *term_key,
+									  const char *term_value, const char *record_key,
+									  int timeout_ms, int tag);
 
 /*
  * Puts key = value only while own_key, created at create_revision, is the
@@ -83,24 +102,35 @@ extern EtcdRequest *etcd_put_if_first(EtcdClient *c, const char *prefix, const c
 									  const char *value, int timeout_ms, int tag);
 /* A txn was answered: *succeeded says whether its compares held. */
 extern bool etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err);
-
-/* Deletes key only if its create revision is still create_revision. */
-extern EtcdRequest *etcd_delete_if_created(EtcdClient *c, const char *key,
-										   int64 create_revision, int timeout_ms, int tag);
 extern bool etcd_result_ok(EtcdRequest *req, char *err);
 
 /*
- * Deletes key (created at create_revision) only while next_key is still
- * there with next_revision: the one that takes over is the one that was
- * checked.  etcd_txn_result() says whether it happened.
+ * Deletes key while its create revision is still create_revision (and, if
+ * next_key is not NULL, while next_key is still there with next_revision:
+ * the one that takes over is the one that was checked), and in the same
+ * transaction puts term_value and record_value, when not NULL.
+ * etcd_txn_result() says whether it happened.
  */
-extern EtcdRequest *etcd_delete_before(EtcdClient *c, const char *key, int64 create_revision,
-									   const char *next_key, int64 next_revision,
-									   int timeout_ms, int tag);
+extern EtcdRequest *etcd_release(EtcdClient *c, const char *key, int64 create_revision,
+								 const char *next_key, int64 next_revision,
+								 const char *term_key, const char *term_value,
+								 const char *record_key, const char *record_value,
+								 int timeout_ms, int tag);
+
+/*
+ * Reads key as it was just before revision and at revision: its create
+ * revision then (0: absent), and whether it exists at revision.  A
+ * compacted revision is an error.
+ */
+extern EtcdRequest *etcd_read_key_at(EtcdClient *c, const char *key, int64 revision,
+									 int timeout_ms, int tag);
+extern bool etcd_read_key_at_result(EtcdRequest *req, int64 *create_revision_before,
+									bool *exists_at, char *err);
 
 extern EtcdRequest *etcd_watch_key(EtcdClient *c, const char *key, int64 start_revision,
 								   int connect_timeout_ms, int tag);
-extern EtcdWatchEvent etcd_watch_next(EtcdRequest *req, char *err);
+/* *revision: the revision of the event reported (0 for none). */
+extern EtcdWatchEvent etcd_watch_next(EtcdRequest *req, int64 *revision, char *err);
 
 /* The lease id as etcd's election recipe writes it into keys. */
 extern void etcd_lease_hex(int64 lease_id, char *buf, size_t len);

@@ -43,6 +43,10 @@
  * decided at that snapshot that it was read-only (SERIALIZABLE skips
  * conflict tracking for it), so letting it write would break isolation.
  *
+ * The loss bound.  On the leader of a replicated cluster, the commit-time
+ * check also waits while the WAL is further ahead of the position recorded
+ * in etcd than max_lag_on_failover (wal_bound.c).
+ *
  * Commits in flight.  A handover must know when the last commit the old
  * leadership allowed has written its record: every transaction with an xid
  * is counted in shared memory from just before its commit-time check until
@@ -72,6 +76,7 @@
 #include "leader_election.h"
 #include "session_mode.h"
 #include "statement_kinds.h"
+#include "wal_bound.h"
 
 #define FENCE_MESSAGE "cannot write on node \"%s\": it is not the leader"
 #define STALE_MESSAGE "cannot write in this transaction on node \"%s\": it began before the node became the leader"
@@ -645,6 +650,9 @@ check_commit(bool prepare)
 						   fence.write_term, term),
 				 errhint("Retry the transaction.")));
 	}
+	/* the leader acknowledges no more than the record lets a standby lose */
+	if (!fenced)
+		le_await_recorded_wal(term);
 }
 
 /* Counted before the check reads the deadline: see shared_state.h. */

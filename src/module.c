@@ -226,6 +226,7 @@ le_current_config(ElectionConfig *config)
 	config->candidate = le_candidate;
 	config->max_lag_bytes = (int64) le_max_lag_on_failover * 1024;
 	config->switchover_timeout_ms = le_switchover_timeout;
+	config->endpoints = *le_endpoint_list;
 }
 
 void

@@ -62,6 +62,7 @@ le_shmem_startup(void)
 		pg_atomic_init_u64(&le_shared->ship_until, 0);
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
 		pg_atomic_init_u32(&le_shared->commits_in_flight, 0);
+		pg_atomic_init_u64(&le_shared->recorded_wal_end, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
 		le_shared->worker_procno = -1;
@@ -101,6 +102,7 @@ static void
 detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	le_shared_clear_leadership();
+	pg_atomic_write_u64(&le_shared->recorded_wal_end, 0);
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	le_shared->worker_procno = -1;
 	if (le_shared->view.role != LE_ROLE_DISCONNECTED)
@@ -133,6 +135,13 @@ void
 le_shared_clear_leadership(void)
 {
 	pg_atomic_exchange_u64(&le_shared->valid_until_us, 0);
+}
+
+void
+le_shared_set_recorded_wal(uint64 wal_end)
+{
+	if (pg_atomic_exchange_u64(&le_shared->recorded_wal_end, wal_end) != wal_end)
+		ConditionVariableBroadcast(&le_shared->changed);
 }
 
 void
@@ -170,6 +179,18 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 	if (changed)
 		ConditionVariableBroadcast(&le_shared->changed);
 	return changed;
+}
+
+void
+le_wake_worker(void)
+{
+	int			worker_procno;
+
+	LWLockAcquire(&le_shared->lock, LW_SHARED);
+	worker_procno = le_shared->worker_procno;
+	LWLockRelease(&le_shared->lock);
+	if (worker_procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[worker_procno].procLatch);
 }
 
 /* ---- commits in flight ---- */
@@ -228,13 +249,8 @@ bool
 le_resign_request_and_wait(char *error)
 {
 	uint32		request = pg_atomic_add_fetch_u32(&le_shared->resign_requests, 1);
-	int			worker_procno;
 
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	worker_procno = le_shared->worker_procno;
-	LWLockRelease(&le_shared->lock);
-	if (worker_procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[worker_procno].procLatch);
+	le_wake_worker();
 
 	ConditionVariablePrepareToSleep(&le_shared->changed);
 	for (;;)

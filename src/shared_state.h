@@ -37,8 +37,12 @@
  *   deadline before it reads the count (both full barriers): so once the
  *   worker has cleared leadership and seen the count at zero, no commit that
  *   passed the check is still to write its commit record.
- * - The condition variable is broadcast whenever the role changes or a resign
- *   request is answered.
+ * - recorded_wal_end is the WAL position the cluster record in etcd holds
+ *   for this node while it leads a replicated cluster (0: no bound); the
+ *   worker moves it when etcd confirms a write of the record, and backends
+ *   that wait for it (wal_bound.c) wake the worker with le_wake_worker().
+ * - The condition variable is broadcast whenever the role changes, a resign
+ *   request is answered, or recorded_wal_end moves.
  */
 #ifndef LEADER_ELECTION_SHARED_STATE_H
 #define LEADER_ELECTION_SHARED_STATE_H
@@ -59,6 +63,7 @@ typedef enum LeaderRole
 {
 	LE_ROLE_DISCONNECTED,		/* no lease or no place in the queue */
 	LE_ROLE_FOLLOWER,			/* knows the leader; queued behind it, or observing */
+	LE_ROLE_TAKING_OVER,		/* first in the queue, waits until the last leader cannot write */
 	LE_ROLE_PROMOTING,			/* first in the queue, a standby becoming primary */
 	LE_ROLE_RESIGNING,			/* first in the queue, handing over */
 	LE_ROLE_LEADER				/* first in the queue, lease valid, writable */
@@ -100,6 +105,7 @@ typedef struct LeaderShared
 	pg_atomic_uint64 ship_until;	/* le_clock_us() deadline for walsenders */
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	pg_atomic_uint32 commits_in_flight; /* leader's commits past their check */
+	pg_atomic_uint64 recorded_wal_end;	/* WAL position in etcd's record; 0: none */
 	ConditionVariable changed;
 
 	LWLock		lock;			/* guards everything below */
@@ -179,6 +185,9 @@ extern void le_shared_attach_worker(void);
 /* Ends leadership now, before anything else says so. */
 extern void le_shared_clear_leadership(void);
 
+/* The cluster record in etcd holds this WAL position for the leader (0: none). */
+extern void le_shared_set_recorded_wal(uint64 wal_end);
+
 /* Walsenders may ship WAL as this node's leadership until then (later only). */
 extern void le_shared_allow_shipping(uint64 until_us);
 
@@ -195,6 +204,16 @@ extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us,
 /* A consistent copy of the view, with leadership as of now. */
 extern void le_shared_snapshot(LeaderView *view, uint64 *valid_until_us,
 							   TimestampTz *role_since);
+
+/* The WAL position the cluster record holds for this leader, or 0. */
+static inline uint64
+le_recorded_wal_end(void)
+{
+	return pg_atomic_read_u64(&le_shared->recorded_wal_end);
+}
+
+/* Backend: asks the worker to look at its work now. */
+extern void le_wake_worker(void);
 
 /* ---- commits in flight (backends count, the worker waits) ---- */
 

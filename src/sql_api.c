@@ -113,6 +113,8 @@ role_name(LeaderRole role)
 			return "leader";
 		case LE_ROLE_FOLLOWER:
 			return "follower";
+		case LE_ROLE_TAKING_OVER:
+			return "taking over";
 		case LE_ROLE_PROMOTING:
 			return "promoting";
 		case LE_ROLE_RESIGNING:

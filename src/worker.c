@@ -42,7 +42,6 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 	le_current_config(&config);
 	client = etcd_client_create(worker_context);
-	etcd_client_set_endpoints(client, le_endpoint_list);
 	election = election_create(worker_context, client, &config);
 
 	ereport(LOG,
@@ -67,7 +66,6 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			le_current_config(&config);
-			etcd_client_set_endpoints(client, le_endpoint_list);
 			election_configure(election, &config);
 		}
 		if (le_resign_requested(&resign_request))

@@ -2,7 +2,7 @@
 #  - independent primaries (separate initdb, no standbys, wal_level =
 #    replica) on prefix t026i work as before: a leader, a follower, failover
 #    on a crash of the leader, the crashed node rejoins as a follower; no
-#    <prefix>.cluster key is ever written;
+#    <prefix>.cluster key is ever written (only the term, <prefix>.term);
 #  - two clusters on prefix t026: cluster A (primary a1, standbys a2, a3)
 #    writes its record; then B's primary b1 (a separate initdb, so another
 #    system identifier) never campaigns: not eligible, "system identifier
@@ -34,12 +34,13 @@ my $grace = le_grace($ttl);
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
-# No key named <prefix>.cluster (nor anything else beside <prefix>/...).
+# No key named <prefix>.cluster (nor anything else beside <prefix>/... and
+# the leadership term <prefix>.term).
 sub no_record
 {
 	my ($prefix) = @_;
 	my $out = $etcd->etcdctl('get', '--prefix', $prefix, '--keys-only');
-	my @other = grep { $_ ne '' && !m{^\Q$prefix\E/} } split /\n/, $out;
+	my @other = grep { $_ ne '' && !m{^\Q$prefix\E/} && $_ ne "$prefix.term" } split /\n/, $out;
 	return join(',', @other);
 }
 

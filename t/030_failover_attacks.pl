@@ -6,7 +6,8 @@
 #  2. hostile cluster records written with etcdctl while n1 leads (not
 #     JSON, wrong types, a huge value, another system identifier): n1
 #     steps down, nobody promotes, ineligible_reason explains, no crash;
-#     deleting the record lets n1 lead again;
+#     rewriting the record as the README says lets n1 lead again; deleting
+#     it does not (n1 has been part of a replicated cluster: issue 14);
 #  3. with the primary gone and the queue empty, standbys never promote;
 #  4. a primary restarted under another node name on the record's timeline
 #     does not stand;
@@ -163,6 +164,7 @@ sub put_record
 	return;
 }
 
+my $good_record = qq({"system_identifier":"$sysid","timeline":1,"node":"n1"});
 my @hostile = (
 	[ 'not JSON', 'this is not json {', qr/unreadable \(it is not a JSON object\)/ ],
 	[ 'wrong types', '{"system_identifier":7312,"timeline":"1","node":1}',
@@ -191,9 +193,27 @@ foreach my $h (@hostile)
 	  or diag 'leaders: ' . join(',', map { $_->name } @leaders);
 	is($n2->safe_psql('postgres', 'SELECT pg_is_in_recovery()') . $n3->safe_psql('postgres', 'SELECT pg_is_in_recovery()'),
 		'tt', "record with $what: no standby promoted");
-	$etcd->etcdctl('del', $record_key);
-	is(le_wait_one_leader(60, @nodes), $n1, "record with $what deleted: n1 leads again");
+	put_record($good_record);
+	is(le_wait_one_leader(60, @nodes), $n1, "record with $what rewritten: n1 leads again");
 }
+
+# Deleted instead: n1 remembers that it had a record, so it does not stand.
+put_record('garbage');
+ok(poll_reason($n1, 20, qr/unreadable/), 'garbage record: n1 steps down');
+$etcd->etcdctl('del', $record_key);
+ok(poll_reason($n1, 20, qr/the cluster record is missing, and this primary \(timeline 1\) has been part of a replicated cluster/),
+	'record deleted: n1 does not stand, and says why')
+  or diag 'n1: ' . status_line($n1);
+is( le_holds(
+		3 * 2,
+		sub {
+			my @l = le_leaders(@nodes);
+			return @l ? 'leads: ' . join(',', map { $_->name } @l) : '';
+		}),
+	'',
+	'record deleted: nobody leads');
+put_record($good_record);
+is(le_wait_one_leader(60, @nodes), $n1, 'record rewritten: n1 leads again');
 wait_healthy('after the hostile records');
 ok( le_wait_cluster_record($etcd, $prefix,
 		system_identifier => $sysid, timeline => 1, node => 'n1'),
@@ -228,7 +248,11 @@ is( le_holds(
 like(status_line($n2), qr/no leader to stream from|not streaming/,
 	'n2 says why it does not stand');
 $n1->start;
-is(le_wait_one_leader(60, @nodes), $n1, 'n1 restarted: it leads again');
+ok(poll_reason($n1, 20, qr/the cluster record is missing/),
+	'n1 restarted without a record: it does not stand')
+  or diag 'n1: ' . status_line($n1);
+put_record($good_record);
+is(le_wait_one_leader(60, @nodes), $n1, 'n1 restarted, record rewritten: it leads again');
 wait_healthy('after n1 restarted');
 
 #
