@@ -13,6 +13,14 @@ OBJS = \
 	src/cluster_record.o \
 	src/term_record.o \
 	src/election.o \
+	src/election_view.o \
+	src/lease.o \
+	src/standing.o \
+	src/takeover.o \
+	src/record_keeping.o \
+	src/promotion.o \
+	src/handover.o \
+	src/reconfigure.o \
 	src/worker.o \
 	src/sql_api.o \
 	src/statement_kinds.o \

@@ -197,36 +197,44 @@ cluster_standby_lag(const ClusterRecord *record, const ReplicationState *state)
 
 /*
  * The data directory remembers that it has been part of a replicated
- * cluster, so that a primary that lost the record (an operator deleted it)
- * does not take "no record" for "a new cluster" -- even after a restart.
- * Written from the worker only, in the data directory (its cwd).
+ * cluster, and the latest timeline a record of it named, so that a node
+ * never takes a missing record for a new cluster, nor an older record for
+ * the current one -- even after a restart.  One line, "<system identifier>
+ * <timeline>".  Written from the worker only, in the data directory (its
+ * cwd).
  */
 #define MEMBERSHIP_FILE "leader_election.replicated"
 
 bool
-cluster_membership_known(uint64 system_identifier)
+cluster_membership_known(uint64 system_identifier, TimeLineID *timeline)
 {
 	FILE	   *file = AllocateFile(MEMBERSHIP_FILE, "r");
-	char		line[32];
+	char		line[64];
+	char	   *end;
 	bool		known = false;
 
+	*timeline = 0;
 	if (file == NULL)
 		return false;
-	if (fgets(line, sizeof(line), file) != NULL)
-		known = strtou64(line, NULL, 10) == system_identifier;
+	if (fgets(line, sizeof(line), file) != NULL &&
+		strtou64(line, &end, 10) == system_identifier)
+	{
+		known = true;
+		*timeline = (TimeLineID) Min(strtou64(end, NULL, 10), PG_UINT32_MAX);
+	}
 	FreeFile(file);
 	return known;
 }
 
 void
-cluster_membership_remember(uint64 system_identifier)
+cluster_membership_remember(uint64 system_identifier, TimeLineID timeline)
 {
 	FILE	   *file = AllocateFile(MEMBERSHIP_FILE ".tmp", "w");
 	bool		written = false;
 
 	if (file != NULL)
 	{
-		written = fprintf(file, UINT64_FORMAT "\n", system_identifier) > 0 &&
+		written = fprintf(file, UINT64_FORMAT " %u\n", system_identifier, timeline) > 0 &&
 			pg_fsync(fileno(file)) == 0;
 		written = FreeFile(file) == 0 && written;
 	}
@@ -273,10 +281,10 @@ moved_here(const ClusterRecord *record, const ReplicationState *rs,
 		return false;
 	if (!record->exists)
 		return true;
+	/* the cluster left this election once, and comes back as far or further */
 	return record->readable && record->moved &&
 		record->system_identifier == moved_from->system_identifier &&
-		record->timeline == moved_from->timeline &&
-		strcmp(record->node, moved_from->node) == 0;
+		record->timeline <= moved_from->timeline;
 }
 
 bool
@@ -293,7 +301,7 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 	if (record->exists && !record->readable)
 	{
 		snprintf(reason, LE_ERROR_LEN,
-				 "the cluster record in etcd is unreadable (%s): fix or delete it",
+				 "the cluster record in etcd is unreadable (%s): write it again naming the primary that leads",
 				 record->problem);
 		return false;
 	}
@@ -302,6 +310,15 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		snprintf(reason, LE_ERROR_LEN,
 				 "system identifier " UINT64_FORMAT " is not the cluster's " UINT64_FORMAT ": another cluster uses this election prefix",
 				 rs->system_identifier, record->system_identifier);
+		return false;
+	}
+	/* (a cluster moving back into an election it left carries a newer record) */
+	if (record->exists && record->timeline < input->timeline_seen &&
+		(rs->in_recovery || !moved_here(record, rs, input->moved_from)))
+	{
+		snprintf(reason, LE_ERROR_LEN,
+				 "the cluster record names timeline %u, older than timeline %u this node saw the cluster on: the record is stale, write it again naming the primary that leads",
+				 record->timeline, input->timeline_seen);
 		return false;
 	}
 
@@ -351,6 +368,13 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 		snprintf(reason, LE_ERROR_LEN,
 				 "primary \"%s\" moved the cluster to another election: follow it there",
 				 owner);
+		return false;
+	}
+	/* without the record, the lag it shows (after a stop: all WAL) is unknown */
+	if (!record->exists && input->replicated_member)
+	{
+		strlcpy(reason, "the cluster record is missing, and this standby belongs to a replicated cluster: only the cluster's leader writes the record again",
+				LE_ERROR_LEN);
 		return false;
 	}
 	if (!rs->streaming && !input->stream_grace)

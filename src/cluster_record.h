@@ -59,6 +59,8 @@ typedef struct StandingInput
 	bool		stream_grace;	/* a standby that just lost its stream keeps its place */
 	/* this data directory has been part of a cluster with a record */
 	bool		replicated_member;
+	/* the latest timeline a record of that cluster named (0: none) */
+	TimeLineID	timeline_seen;
 	/* the record this node wrote when it moved its cluster here, or NULL */
 	const ClusterRecord *moved_from;
 } StandingInput;
@@ -73,10 +75,11 @@ extern bool cluster_may_stand(const ClusterRecord *record, const StandingInput *
 /*
  * The data directory's memory of having been part of a replicated cluster
  * (a file beside the data, copied by pg_basebackup and pg_rewind): whether
- * it says so for system_identifier, and saying so.
+ * it says so for system_identifier, and the latest timeline a record of it
+ * named; and saying so.
  */
-extern bool cluster_membership_known(uint64 system_identifier);
-extern void cluster_membership_remember(uint64 system_identifier);
+extern bool cluster_membership_known(uint64 system_identifier, TimeLineID *timeline);
+extern void cluster_membership_remember(uint64 system_identifier, TimeLineID timeline);
 
 /* bytes for people, e.g. "1 MB", "1.5 MB", "12 MB" */
 extern void cluster_format_size(int64 bytes, char *buf, size_t len);

@@ -258,12 +258,22 @@ etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
 EtcdRequest *
 etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 				  int64 create_revision, const char *term_key, const char *term_value,
-				  const char *record_key, int timeout_ms, int tag)
+				  int64 term_written_at, const char *record_key, int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
 
 	add_first_in_line_compares(body, prefix, own_key, create_revision);
+	if (term_written_at > 0)
+	{
+		cJSON	   *cmp = new_object();
+
+		add_base64(cmp, "key", term_key, strlen(term_key));
+		cJSON_AddStringToObject(cmp, "target", "MOD");
+		cJSON_AddStringToObject(cmp, "result", "EQUAL");
+		add_int64(cmp, "mod_revision", term_written_at);
+		cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(body, "compare"), cmp);
+	}
 	add_put(success, term_key, term_value);
 	add_election_reads(success, prefix, 0, record_key, term_key);
 	/* and if our key is not first, what is there instead */

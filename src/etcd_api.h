@@ -84,14 +84,15 @@ extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
 
 /*
  * Writes term_key = term_value only while own_key, created at
- * create_revision, is the oldest key under prefix + "/", and reads the
- * election either way (etcd_read_election_result; confirmed says whether
- * the write happened).
+ * create_revision, is the oldest key under prefix + "/" (and, if
+ * term_written_at > 0, while term_key was last written at that revision),
+ * and reads the election either way (etcd_read_election_result; confirmed
+ * says whether the write happened).
  */
 extern EtcdRequest *etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 									  int64 create_revision, const char *term_key,
-									  const char *term_value, const char *record_key,
-									  int timeout_ms, int tag);
+									  const char *term_value, int64 term_written_at,
+									  const char *record_key, int timeout_ms, int tag);
 
 /*
  * Puts key = value only while own_key, created at create_revision, is the

@@ -27,10 +27,13 @@
  *   confirmation.  The next in line watches the term, so after a crash it
  *   saw the last confirmation when it happened and takes over as soon as
  *   the lease expired; an operator's delete costs it up to one TTL;
- * - with no term: at once if it never saw one in this election and no
- *   cluster record exists (a new election); otherwise, as with an
- *   unreadable one, one TTL of its own after it first saw it so, for a
- *   leader whose term was deleted may still write.
+ * - with no term, or an unreadable one, one TTL after the read that showed
+ *   it missing (after it first saw the unreadable one): a new election
+ *   cannot be told from one whose term was deleted while its leader, frozen
+ *   or cut off, still writes.  So the first leader of a new election waits
+ *   one TTL too.
+ * The TTL waited for is the longest of the node's own, the holder's, and
+ * any a holder wrote into a term the node read: nodes may differ.
  * Clocks are assumed to run at rates within 10% of each other, as for the
  * lease.
  */
@@ -155,13 +158,12 @@ term_takeover_at(const TakeoverInput *input, char *why)
 	int			ttl_s = input->own_ttl_s;
 
 	why[0] = '\0';
+	ttl_s = Max(ttl_s, Min(input->longest_ttl_s, MAX_TTL_S));
 	if (term_record_names(term, input->own_key, input->own_revision) && !term->released)
-		return 0;
-	if (!term->exists && !input->term_expected)
 		return 0;
 	if (!term->exists)
 		snprintf(why, LE_ERROR_LEN,
-				 "the leadership term was deleted from etcd");
+				 "no leadership term is recorded in etcd: a new election, or one whose term was deleted");
 	else if (!term->readable)
 		snprintf(why, LE_ERROR_LEN,
 				 "the leadership term in etcd is unreadable (%s)", term->problem);

@@ -53,8 +53,8 @@ typedef struct TakeoverInput
 	uint64		term_seen_at;
 	/* the release was written in the transaction that deleted term->key */
 	bool		release_verified;
-	/* a term was seen in this election before, or a cluster record exists */
-	bool		term_expected;
+	/* the longest TTL a holder ever wrote into a term this node read */
+	int			longest_ttl_s;
 	int			own_ttl_s;
 } TakeoverInput;
 
@@ -63,8 +63,7 @@ typedef struct TakeoverInput
  * longer write, so that this node may claim it: 0 when that is provable
  * already (the term is this node's, or a verified release); else the last
  * moment the holder may have confirmed its key plus the longest validity it
- * may have had; with no term where none was ever seen, 0 (a new election).
- * why (LE_ERROR_LEN) says what is waited for.
+ * may have had.  why (LE_ERROR_LEN) says what is waited for.
  */
 extern uint64 term_takeover_at(const TakeoverInput *input, char *why);
 

@@ -245,7 +245,7 @@ is( le_holds(
 		}),
 	'',
 	'primary gone, queue empty, no record: n2 and n3 stay standbys and observe');
-like(status_line($n2), qr/no leader to stream from|not streaming/,
+like(status_line($n2), qr/no leader to stream from|not streaming|the cluster record is missing/,
 	'n2 says why it does not stand');
 $n1->start;
 ok(poll_reason($n1, 20, qr/the cluster record is missing/),

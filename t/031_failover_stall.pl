@@ -74,19 +74,9 @@ ok( le_wait_cluster_record($etcd, $prefix,
 		system_identifier => $sysid, timeline => 1, node => 'n1'),
 	'the cluster record names n1 on timeline 1');
 
-my $proxy = TcpProxy->new(target_port => $n1->port, name => 'n2_to_n1');
-$proxy->start;
-
-# n2 streams from n1 through the proxy (a reload restarts its WAL receiver)
-$n2->append_conf('postgresql.conf',
-	    "primary_conninfo = 'host=127.0.0.1 port="
-	  . $proxy->port
-	  . " application_name=n2 connect_timeout=2'\n");
-$n2->safe_psql('postgres', 'SELECT pg_reload_conf()');
-ok( $n1->poll_query_until('postgres',
-		"SELECT count(*) FROM pg_stat_replication WHERE application_name = 'n2' "
-		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1'),
-	'n2 streams from n1 through the proxy');
+# n2 streams from n1 through a proxy (a reload restarts its WAL receiver)
+my ($proxy, $streams) = le_stream_via_proxy($n1, $n2);
+ok($streams, 'n2 streams from n1 through the proxy');
 
 # n2 must be first in line: if it lost its place while its receiver
 # restarted, let n3 go to the tail

@@ -57,18 +57,9 @@ my @nodes = ($n1, $n2, $n3);
 ok( le_wait_cluster_record($etcd, $prefix, node => 'n1', timeline => 1),
 	'the cluster record names n1 on timeline 1');
 
-# n3 streams from n1 through the proxy (a reload restarts its WAL receiver)
-my $proxy = TcpProxy->new(target_port => $n1->port, name => 'n3_to_n1');
-$proxy->start;
-$n3->append_conf('postgresql.conf',
-	    "primary_conninfo = 'host=127.0.0.1 port="
-	  . $proxy->port
-	  . " application_name=n3 connect_timeout=2'\n");
-$n3->reload;
-ok( $n1->poll_query_until('postgres',
-		"SELECT count(*) FROM pg_stat_replication WHERE application_name = 'n3' "
-		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1'),
-	'n3 streams from n1 through the proxy');
+# n3 streams from n1 through a proxy (a reload restarts its WAL receiver)
+my ($proxy, $streams) = le_stream_via_proxy($n1, $n3);
+ok($streams, 'n3 streams from n1 through the proxy');
 my $deadline = time() + 60;
 usleep(200_000) while le_candidate_names($n1) ne 'n1,n2,n3' && time() < $deadline;
 is(le_candidate_names($n1), 'n1,n2,n3', 'queue: n1, n2, n3');

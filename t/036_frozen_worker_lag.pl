@@ -66,18 +66,9 @@ my ($n1, $n2) = le_replicated_cluster(
 ok(le_wait_cluster_record($etcd, $prefix, node => 'n1', timeline => 1),
 	'the cluster record names n1 on timeline 1');
 
-# n2 streams from n1 through the proxy (a reload restarts its WAL receiver)
-my $proxy = TcpProxy->new(target_port => $n1->port, name => 'n2_to_n1');
-$proxy->start;
-$n2->append_conf('postgresql.conf',
-	    "primary_conninfo = 'host=127.0.0.1 port="
-	  . $proxy->port
-	  . " application_name=n2 connect_timeout=2'\n");
-$n2->reload;
-ok( $n1->poll_query_until('postgres',
-		"SELECT count(*) FROM pg_stat_replication WHERE application_name = 'n2' "
-		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1'),
-	'n2 streams from n1 through the proxy');
+# n2 streams from n1 through a proxy (a reload restarts its WAL receiver)
+my ($proxy, $streams) = le_stream_via_proxy($n1, $n2);
+ok($streams, 'n2 streams from n1 through the proxy');
 ok($n2->poll_query_until('postgres', 'SELECT queue_position FROM leader_status()', '1'),
 	'n2 is queued at 1');
 

@@ -66,6 +66,7 @@ use JSON::PP;
 use Time::HiRes qw(usleep time);
 
 use PostgreSQL::Test::Cluster;
+use TcpProxy;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -76,7 +77,7 @@ our @EXPORT = qw(
   le_leader_and_follower le_refused
   le_replicated_cluster le_rw_connstr le_psql_connstr le_rw_until
   le_cluster_record le_wait_cluster_record le_system_identifier
-  le_rejoin le_grace le_holds
+  le_rejoin le_grace le_holds le_stream_via_proxy
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -882,6 +883,38 @@ sub le_holds
 		usleep(500_000);
 	}
 	return '';
+}
+
+=pod
+
+=item le_stream_via_proxy($primary, $standby) => ($proxy, $streaming)
+
+Starts a TcpProxy (t/TcpProxy.pm) in front of $primary's port and makes
+$standby stream through it: its primary_conninfo names the proxy on
+127.0.0.1 (with its node name as application_name), and a reload restarts
+its WAL receiver. Returns the proxy, and whether the primary then showed the
+standby streaming from 127.0.0.1 (poll_query_until's bound). $primary must
+listen on 127.0.0.1 (listen_addresses).
+
+=cut
+
+sub le_stream_via_proxy
+{
+	my ($primary, $standby) = @_;
+	my $name  = $standby->name;
+	my $proxy = TcpProxy->new(
+		target_port => $primary->port,
+		name        => $name . '_to_' . $primary->name);
+	$proxy->start;
+	$standby->append_conf('postgresql.conf',
+		    "primary_conninfo = 'host=127.0.0.1 port="
+		  . $proxy->port
+		  . " application_name=$name connect_timeout=2'\n");
+	$standby->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	my $streaming = $primary->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_replication WHERE application_name = '$name' "
+		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1');
+	return ($proxy, $streaming);
 }
 
 =pod
