@@ -138,6 +138,7 @@ el_step_takeover(Election *e, uint64 now)
 		e->release_checked == e->term.mod_revision;
 	input.own_ttl_s = e->config.lease_ttl_s;
 	input.longest_ttl_s = e->longest_term_ttl_s;
+	input.own_claim = e->term_claimed;
 	at = term_takeover_at(&input, why);
 	e->takeover_at = at;
 	if (now < at)

@@ -159,7 +159,8 @@ term_takeover_at(const TakeoverInput *input, char *why)
 
 	why[0] = '\0';
 	ttl_s = Max(ttl_s, Min(input->longest_ttl_s, MAX_TTL_S));
-	if (term_record_names(term, input->own_key, input->own_revision) && !term->released)
+	if (term_record_names(term, input->own_key, input->own_revision) && !term->released &&
+		input->own_claim)
 		return 0;
 	if (!term->exists)
 		snprintf(why, LE_ERROR_LEN,

@@ -53,6 +53,8 @@ typedef struct TakeoverInput
 	uint64		term_seen_at;
 	/* the release was written in the transaction that deleted term->key */
 	bool		release_verified;
+	/* this node claimed the term with own_key (a term naming it otherwise is forged) */
+	bool		own_claim;
 	/* the longest TTL a holder ever wrote into a term this node read */
 	int			longest_ttl_s;
 	int			own_ttl_s;
