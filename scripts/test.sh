@@ -29,9 +29,11 @@ regress_rc=0
 timeout "$REGRESS_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck TAP_TESTS= 2>&1 |
 	tee "$LE_WORK/regress.out" || regress_rc=$?
 
-le_heading "TAP tests (make installcheck, t/*.pl)"
+# Two TAP files at a time: most of their time is spent waiting for leases and
+# replication, and each starts its own etcd and nodes on free ports.
+le_heading "TAP tests (make installcheck, t/*.pl, two at a time)"
 tap_rc=0
-timeout "$TAP_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck REGRESS= 2>&1 |
+timeout "$TAP_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck REGRESS= PROVE_FLAGS=-j2 2>&1 |
 	tee "$LE_WORK/tap.out" || tap_rc=$?
 
 le_etcd_stop
