@@ -77,6 +77,8 @@ TLS on the client URL; without tls_dir etcd speaks plain HTTP):
   client_cert_auth 1 (default): --client-cert-auth with --trusted-ca-file
                    ca.crt; etcdctl and curl present client.crt/.key.
                    0: no client certificates (etcd asks for none)
+  auth_token       etcd's --auth-token (default: etcd's, 'simple'); see
+                   jwt_auth_token() and set_auth_token()
 
 etcdctl skips verifying the server's certificate when server_cert is not
 'server' (it still speaks TLS).
@@ -90,7 +92,7 @@ sub new
 	foreach my $o (keys %opts)
 	{
 		croak "EtcdServer->new: unknown option $o"
-		  unless $o =~ /^(tls_dir|server_cert|client_cert_auth)$/;
+		  unless $o =~ /^(tls_dir|server_cert|client_cert_auth|auth_token)$/;
 	}
 
 	my $test = basename($0);
@@ -438,6 +440,7 @@ sub make_test_certs
 sub _init_security
 {
 	my ($self, %opts) = @_;
+	$self->{auth_token} = $opts{auth_token};
 	return unless defined $opts{tls_dir};
 	$self->{tls} = {
 		dir              => $opts{tls_dir},
@@ -453,9 +456,10 @@ sub _init_security
 sub _server_security_args
 {
 	my $self = shift;
-	my $tls  = $self->{tls} or return ();
+	my @token = defined $self->{auth_token} ? ('--auth-token', $self->{auth_token}) : ();
+	my $tls  = $self->{tls} or return @token;
 	my $d    = $tls->{dir};
-	my @args = (
+	my @args = (@token,
 		'--cert-file', "$d/$tls->{server_cert}.crt",
 		'--key-file',  "$d/$tls->{server_cert}.key");
 	push @args, '--trusted-ca-file', "$d/ca.crt", '--client-cert-auth'
@@ -565,6 +569,39 @@ sub enable_auth
 }
 
 sub root_password { return $_[0]->{root_password}; }
+
+=pod
+
+=item EtcdServer::jwt_auth_token($certs_dir, $ttl) => string
+
+A value for the auth_token option: JWT tokens signed with jwt.key of a
+make_test_certs() directory, valid for $ttl (e.g. '10s'; default: etcd's, 5
+minutes). Unlike etcd's default simple tokens, a JWT carries the auth
+revision it was issued at: after any auth change etcd refuses it with
+"revision of auth store is old" (simple tokens stay valid); once expired it
+is an "invalid auth token". A restart does not invalidate JWTs (it forgets
+every simple token).
+
+=item $etcd->set_auth_token($value)
+
+Changes --auth-token for the next start (undef: etcd's default).
+
+=cut
+
+sub jwt_auth_token
+{
+	my ($dir, $ttl) = @_;
+	my $v = "jwt,pub-key=$dir/jwt.pub,priv-key=$dir/jwt.key,sign-method=RS256";
+	$v .= ",ttl=$ttl" if defined $ttl;
+	return $v;
+}
+
+sub set_auth_token
+{
+	my ($self, $value) = @_;
+	$self->{auth_token} = $value;
+	return;
+}
 
 =pod
 

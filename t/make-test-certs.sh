@@ -22,6 +22,8 @@
 #   ca2-server.crt, ca2-server.key
 #                             a server certificate for 127.0.0.1 signed by ca2
 #   other.key                 a key that matches no certificate
+#   jwt.key, jwt.pub          an RSA key pair for etcd's JWT auth tokens
+#                             (--auth-token jwt,...,sign-method=RS256)
 #
 # The client certificates have no Common Name (subject O=... only): with
 # --client-cert-auth and auth enabled, etcd 3.4 answers every JSON gateway
@@ -75,6 +77,9 @@ make_cert client2 ca '/O=leader_election test client 2' "$client_ext"
 make_cert wronghost ca '/CN=wrong.example' "$wrong_ext"
 make_cert ca2-server ca2 '/CN=etcd-server' "$server_ext"
 newkey other.key
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out jwt.key 2>/dev/null
+chmod 0600 jwt.key
+openssl pkey -in jwt.key -pubout -out jwt.pub
 
 # The expired server certificate, through `openssl ca`.
 mkdir -p expired-ca
@@ -112,4 +117,4 @@ if openssl verify -CAfile ca.crt expired.crt >/dev/null 2>&1; then
 	echo "make-test-certs.sh: expired.crt is not expired" >&2
 	exit 1
 fi
-chmod 0644 ./*.crt
+chmod 0644 ./*.crt jwt.pub
