@@ -19,7 +19,8 @@
 #   election; with the right user and password it joins the queue.
 # - No password and no token appears in any node's log, leader_status() or
 #   pg_settings.
-# - TLS with client certificates and auth together: a node leads.
+# - TLS with client certificates and auth together: a node leads (its
+#   password file ends in a line end, which is not part of the password).
 
 use strict;
 use warnings;
@@ -39,6 +40,8 @@ use SecureEtcdTest;
 my $prefix = '/leader_election/t052';
 # an etcd restart must fit well within one lease
 my $ttl = 6;
+# long enough that node1 must have renewed after whatever happened before
+my $hold = $ttl + 3;
 
 sub random_word
 {
@@ -62,6 +65,8 @@ write_private_file("$files/pgnode.pw", $pw);
 write_private_file("$files/wrong.pw",  $wrong_pw);
 write_private_file("$files/loose.pw",  $pw, 0644);
 write_private_file("$files/nobody.pw", $nobody_pw);
+# as `echo $pw > file` writes it: the line end is not part of the password
+write_private_file("$files/pgnode-nl.pw", "$pw\n");
 
 # the queue as etcd has it (read as root)
 sub queue_values
@@ -110,7 +115,7 @@ my $before = le_status($n1);
 my $etcd_offset = -s $etcd->logfile;
 $etcd->stop;
 $etcd->start;
-is(le_holds(2 * $ttl, steady($before->{fencing_token})),
+is(le_holds($hold, steady($before->{fencing_token})),
 	'', 'after an etcd restart node1 leads on with the same token, node2 follows');
 like(slurp_file($etcd->logfile, $etcd_offset), qr/invalid auth token/,
 	'... etcd refused the tokens from before the restart');
@@ -119,16 +124,16 @@ ok(status_wait($n2, sub { !defined $_[0]{last_error} }), 'node2 has no error');
 is(le_candidate_names($n2), 'node1,node2', 'leader_candidates() on node2 after the restart');
 
 #
-# JWT tokens that expire after 8 s: etcd restarts with them (the simple
+# JWT tokens that expire after 4 s: etcd restarts with them (the simple
 # tokens are invalid again), then every token the nodes get expires while
 # they lead and follow
 #
-$etcd->set_auth_token(EtcdServer::jwt_auth_token($certs, '8s'));
+$etcd->set_auth_token(EtcdServer::jwt_auth_token($certs, '4s'));
 $etcd_offset = -s $etcd->logfile;
 $etcd->stop;
 $etcd->start;
-is(le_holds(2 * $ttl, steady($before->{fencing_token})),
-	'', 'with JWTs that expire every 8 s node1 leads on with the same token, node2 follows');
+is(le_holds($hold, steady($before->{fencing_token})),
+	'', 'with JWTs that expire every 4 s node1 leads on with the same token, node2 follows');
 like(slurp_file($etcd->logfile, $etcd_offset), qr/Token is expired/,
 	'... etcd refused expired tokens');
 
@@ -140,7 +145,7 @@ like(slurp_file($etcd->logfile, $etcd_offset), qr/Token is expired/,
 $etcd_offset = -s $etcd->logfile;
 $etcd->etcdctl('role', 'grant-permission', 'nobody-role', 'read',
 	'/leader_election/unrelated');
-is(le_holds(2 * $ttl, steady($before->{fencing_token})),
+is(le_holds($hold, steady($before->{fencing_token})),
 	'', 'after an auth change node1 leads on with the same token, node2 follows');
 like(slurp_file($etcd->logfile, $etcd_offset),
 	qr/auth revision is less than current|revision in header is old/,
@@ -195,12 +200,12 @@ note sprintf('%d failed logins in %.1f s', $bad, $secs);
 cmp_ok($bad, '>=', 1, '... it retries');
 cmp_ok($bad, '<', 30, '... with a backoff (fewer than 30 failed logins in 10 s)');
 
-# A password file that is not the server user's alone: refused, whether at
-# the reload (the old value stays) or by the worker (last_error). Its
-# password is the right one, so only the refusal keeps node3 out.
+# A password file that is not the server user's alone, or that is missing:
+# refused with an error that names it, whether at the reload (the old value
+# stays) or by the worker (last_error).
 sub refused
 {
-	my ($path, $why, $what) = @_;
+	my ($path, $why, $what, $seconds) = @_;
 	my $offset = set_conf($n3, password_file => $path);
 	my $deadline = time() + 30;
 	my $seen = '';
@@ -210,16 +215,18 @@ sub refused
 		$seen = 'the log'
 		  if index($log, $path) >= 0 && $log =~ $why;
 		my $err = le_status($n3)->{last_error} // '';
-		$seen = 'last_error' if $err =~ $why;
+		$seen = 'last_error' if index($err, $path) >= 0 && $err =~ $why;
 		usleep(100_000);
 	}
 	isnt($seen, '', "$what: refused with a clear error") and note "seen in $seen";
-	is(le_holds(2 * $ttl, node3_out()), '', "$what: node3 stays out");
+	is(le_holds($seconds, node3_out()), '', "$what: node3 stays out");
 	return;
 }
 
+# This file holds the right password: if it were taken, node3 would log in
+# at its next retry and join the queue, so wait two leases.
 refused("$files/loose.pw", qr/permission|mode|group|other|readable/i,
-	'a password file readable by others');
+	'a password file readable by others', 2 * $ttl);
 
 # a file owned by another user, mode 0600 (unreadable to us, but it exists)
 my ($other) = grep {
@@ -230,18 +237,19 @@ SKIP:
 {
 	skip 'no file owned by another user with mode 0600 here', 2
 	  unless defined $other;
-	refused($other, qr/own|permission/i, "a password file owned by another user ($other)");
+	refused($other, qr/own|permission/i,
+		"a password file owned by another user ($other)", 2);
 }
 
 refused("$files/no-such.pw", qr/no such file|does not exist|could not|cannot/i,
-	'a password file that does not exist');
+	'a password file that does not exist', 2);
 
 # a user without permission on the election
 set_conf($n3, username => 'nobody', password_file => "$files/nobody.pw");
 ok( status_wait($n3, sub { ($_[0]{last_error} // '') =~ /permission denied/i }),
 	'a user without permission on the election: last_error says "permission denied"');
 note 'last_error: ' . (le_status($n3)->{last_error} // 'NULL');
-is(le_holds(2 * $ttl, node3_out()), '', '... node3 stays out');
+is(le_holds(4, node3_out()), '', '... node3 stays out');
 
 # the right user and password
 set_conf($n3, username => 'pgnode', password_file => "$files/pgnode.pw");
@@ -282,8 +290,9 @@ my $n4 = le_node('node4', $tls,
 	prefix     => $prefix,
 	lease_ttl  => 2,
 	extra_conf => tls_conf("$certs/ca.crt", "$certs/client.crt", "$certs/client.key")
-	  . auth_conf('pgnode', "$files/pgnode.pw"));
-ok(le_wait_leader($n4), 'over TLS with a client certificate, as pgnode: node4 leads');
+	  . auth_conf('pgnode', "$files/pgnode-nl.pw"));
+ok(le_wait_leader($n4),
+	'over TLS with a client certificate, as pgnode (password file ending in a newline): node4 leads');
 is(le_candidate_names($n4), 'node4', 'leader_candidates() on node4');
 is( secrets_in(slurp_file($n4->logfile), $pw, token_patterns()),
 	'', 'node4: no password or token in its log');
