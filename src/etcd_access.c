@@ -76,7 +76,7 @@ check_password_file(char **newval, void **extra, GucSource source)
 	ok = etcd_access_read_password(*newval, password, sizeof(password), err);
 	explicit_bzero(password, sizeof(password));
 	if (!ok)
-		GUC_check_errdetail("%s", err);
+		GUC_check_errdetail("%s.", err);
 	return ok;
 }
 
