@@ -7,6 +7,8 @@ OBJS = \
 	src/module.o \
 	src/shared_state.o \
 	src/printable.o \
+	src/etcd_access.o \
+	src/etcd_auth.o \
 	src/etcd_client.o \
 	src/etcd_api.o \
 	src/replication.o \

@@ -32,6 +32,14 @@ ALTER SYSTEM SET leader_election.max_lag_on_failover = '1 parsec';
 ALTER SYSTEM SET leader_election.max_lag_on_failover = '4TB';
 ALTER SYSTEM SET leader_election.switchover_timeout = 99;
 ALTER SYSTEM SET leader_election.switchover_timeout = '2h';
+-- files must be readable now; the password file private to the server's user
+ALTER SYSTEM SET leader_election.ca_file = '/nonexistent/ca.pem';
+ALTER SYSTEM SET leader_election.cert_file = '/nonexistent/client.pem';
+ALTER SYSTEM SET leader_election.key_file = '/nonexistent/client.key';
+ALTER SYSTEM SET leader_election.ca_file = '/';
+ALTER SYSTEM SET leader_election.password_file = '/nonexistent/password';
+ALTER SYSTEM SET leader_election.password_file = '/etc/passwd';
+ALTER SYSTEM SET leader_election.username = E'bad\nname';
 
 -- valid values are accepted (then reset; nothing is reloaded)
 ALTER SYSTEM SET leader_election.lease_ttl = 2;
@@ -45,6 +53,13 @@ ALTER SYSTEM SET leader_election.candidate = off;
 ALTER SYSTEM SET leader_election.max_lag_on_failover = 0;
 ALTER SYSTEM SET leader_election.max_lag_on_failover = '16MB';
 ALTER SYSTEM SET leader_election.switchover_timeout = '30s';
+-- (relative paths are in the data directory; PG_VERSION is 0600 there)
+ALTER SYSTEM SET leader_election.ca_file = 'PG_VERSION';
+ALTER SYSTEM SET leader_election.cert_file = 'PG_VERSION';
+ALTER SYSTEM SET leader_election.key_file = 'PG_VERSION';
+ALTER SYSTEM SET leader_election.username = 'pgnode';
+ALTER SYSTEM SET leader_election.password_file = 'PG_VERSION';
+ALTER SYSTEM SET leader_election.ca_file = '';
 ALTER SYSTEM RESET ALL;
 
 -- PGC_SIGHUP: cannot be changed in a session
@@ -56,6 +71,9 @@ SET leader_election.request_timeout = 500;
 SET leader_election.candidate = off;
 SET leader_election.max_lag_on_failover = '16MB';
 SET leader_election.switchover_timeout = '30s';
+SET leader_election.ca_file = '';
+SET leader_election.username = 'x';
+SET leader_election.password_file = '';
 
 -- nothing above changed the running values
 SHOW leader_election.prefix;

@@ -50,9 +50,22 @@
  *	moving        lease, key  key release    answered              no lease
  *	backing off   lease       -              retry time reached    campaigning
  *	                                         (or looking, if the key exists)
+ *	lapsed        lease?,     -              etcd renews the lease looking (key) or
+ *	              key?                                             campaigning
+ *	                                         etcd lost the lease   no lease
+ *
+ * A lease that lapses locally (no renewal answered within its validity:
+ * etcd lost quorum, or every member hangs) sends campaigning, looking,
+ * queued, taking over, leading and backing off to "lapsed": fenced, the
+ * node keeps the lease and its key and renews until etcd answers.  etcd
+ * does not expire leases while it has no raft leader and extends them when
+ * it elects one, so it usually still holds both: the node takes its place
+ * back -- a leader as a new term, so nothing written before the lapse
+ * commits after it -- instead of leaving a key that blocks the queue until
+ * it expires.  The other phases leave, as below.
  *
  * Every phase that holds a lease also goes to "no lease" (revoking the
- * lease) when the lease lapses locally or in etcd, when a read, a
+ * lease) when etcd no longer knows the lease, when a read, a
  * confirmation or the leader's watch finds the key deleted or not first,
  * when the settings change, when a queued node may no longer stand, or
  * when a promotion does not finish in time.
@@ -124,6 +137,8 @@ election_phase_name(ElectionPhase phase)
 			return "moving";
 		case EP_BACKING_OFF:
 			return "backing off";
+		case EP_LAPSED:
+			return "lapsed";
 	}
 	return "unknown";
 }
@@ -236,9 +251,10 @@ static const uint32 legal_from[EP_COUNT] = {
 	[EP_NO_LEASE] = ANY_PHASE,
 	[EP_OBSERVING] = PHASE_BIT(EP_NO_LEASE) | PHASE_BIT(EP_OBSERVING),
 	[EP_GRANTING] = PHASE_BIT(EP_OBSERVING),
-	[EP_CAMPAIGNING] = PHASE_BIT(EP_GRANTING) | PHASE_BIT(EP_BACKING_OFF),
+	[EP_CAMPAIGNING] = PHASE_BIT(EP_GRANTING) | PHASE_BIT(EP_BACKING_OFF) |
+	PHASE_BIT(EP_LAPSED),
 	[EP_LOOKING] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_QUEUED) |
-	PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_BACKING_OFF),
+	PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_BACKING_OFF) | PHASE_BIT(EP_LAPSED),
 	/* a refresh may find the queue changed */
 	[EP_QUEUED] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_TAKING_OVER),
 	[EP_TAKING_OVER] = PHASE_BIT(EP_LOOKING) | PHASE_BIT(EP_QUEUED),
@@ -250,6 +266,9 @@ static const uint32 legal_from[EP_COUNT] = {
 	[EP_MOVING] = PHASE_BIT(EP_LEADING),
 	[EP_BACKING_OFF] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
 	PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_TAKING_OVER),
+	[EP_LAPSED] = PHASE_BIT(EP_CAMPAIGNING) | PHASE_BIT(EP_LOOKING) |
+	PHASE_BIT(EP_QUEUED) | PHASE_BIT(EP_TAKING_OVER) | PHASE_BIT(EP_LEADING) |
+	PHASE_BIT(EP_BACKING_OFF),
 };
 
 /*
@@ -338,6 +357,18 @@ el_enter(Election *e, ElectionPhase to)
 		case EP_BACKING_OFF:
 			el_drop_request(&e->request);
 			cancel_watch(e);
+			break;
+		case EP_LAPSED:
+			/* a leadership that comes back is a new term */
+			if (from == EP_LEADING)
+				le_shared_end_term();
+			el_drop_request(&e->request);
+			cancel_watch(e);
+			e->watch_from = 0;
+			ereport(LOG,
+					(errmsg("leader_election: node \"%s\" lost etcd: its lease lapsed locally",
+							e->config.node_name),
+					 errdetail("It is not the leader; it renews its lease until etcd answers, and takes its place in the queue back if etcd still holds it.")));
 			break;
 	}
 }
@@ -466,10 +497,13 @@ election_step(Election *e)
 	uint64		now = le_clock_us();
 
 	/* Without an answered renewal, etcd may have expired the lease by now. */
-	if (e->lease_id != 0 && now >= e->lease_valid_until)
+	if (e->lease_id != 0 && now >= e->lease_valid_until && e->phase != EP_LAPSED)
 	{
 		el_note_failure(e, "lease expired locally: no renewal was answered within the TTL", NULL);
-		el_leave(e, "its lease expired", false);
+		if (legal_from[EP_LAPSED] & PHASE_BIT(e->phase))
+			el_enter(e, EP_LAPSED);
+		else
+			el_leave(e, "its lease expired", false);
 	}
 
 	el_assess(e, now);
@@ -529,6 +563,7 @@ election_step(Election *e)
 				break;
 			case EP_TAKING_OVER:
 			case EP_MOVING:
+			case EP_LAPSED:
 			case EP_GRANTING:
 			case EP_CAMPAIGNING:
 			case EP_LOOKING:
@@ -553,7 +588,9 @@ election_next_timeout_ms(Election *e)
 
 	if (e->lease_id != 0)
 	{
-		next = Min(next, e->lease_valid_until);
+		/* a lapsed lease is past its validity: only its renewals are due */
+		if (e->phase != EP_LAPSED)
+			next = Min(next, e->lease_valid_until);
 		next = Min(next, e->nrenewals == 0 ? e->next_renewal : e->next_hedge);
 	}
 	if (e->retry_at > now)
@@ -786,6 +823,10 @@ on_watch_messages(Election *e)
 				return;
 			case ETCD_WATCH_CANCELED:
 				/* e.g. compaction: the key may or may not be gone; read again */
+				ereport(LOG,
+						(errmsg("leader_election: %s", err),
+						 errdetail("Node \"%s\" reads the election again and watches from there.",
+								   e->config.node_name)));
 				cancel_watch(e);
 				e->watch_from = 0;
 				if (el_holds_first_place(e->phase))

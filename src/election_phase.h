@@ -21,10 +21,11 @@ typedef enum ElectionPhase
 	EP_HANDING_OVER,			/* fenced leader; waits for its successor's WAL */
 	EP_RESIGNING,				/* gave up leading; key delete in flight */
 	EP_MOVING,					/* a replicated leader leaves for another election */
-	EP_BACKING_OFF				/* holds a lease; waits to retry after a failure */
+	EP_BACKING_OFF,				/* holds a lease; waits to retry after a failure */
+	EP_LAPSED					/* lease lapsed locally; renews until etcd answers */
 } ElectionPhase;
 
-#define EP_COUNT (EP_BACKING_OFF + 1)
+#define EP_COUNT (EP_LAPSED + 1)
 
 /* The phase's name as leader_status() shows it, e.g. "no lease". */
 extern const char *election_phase_name(ElectionPhase phase);

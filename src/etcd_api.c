@@ -423,9 +423,8 @@ get_base64(const cJSON *obj, const char *field, size_t *len)
 	return decoded;
 }
 
-/* The message of an error object or string, or NULL if there is none. */
-static const char *
-error_message(const cJSON *json)
+const char *
+etcd_answer_error(const cJSON *json)
 {
 	const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
 	const char *message = get_string(json, "message");
@@ -439,6 +438,27 @@ error_message(const cJSON *json)
 	return message ? message : "(no message)";
 }
 
+/* curl results that mean TLS failed: a certificate, a key or the handshake. */
+static bool
+is_tls_failure(CURLcode result)
+{
+	switch (result)
+	{
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_CRL_BADFILE:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+			return true;
+		default:
+			return false;
+	}
+}
+
 /*
  * The answer of a finished unary call as a JSON object, or NULL with err set.
  * The caller owns the result (cJSON_Delete).
@@ -449,6 +469,12 @@ answer_json(EtcdRequest *req, char *err)
 	cJSON	   *json = NULL;
 	const char *message;
 
+	/* the client never got to send it (authentication failed) */
+	if (req->failure[0] != '\0')
+	{
+		set_error(err, "%s", req->failure);
+		return NULL;
+	}
 	if (req->overflow)
 	{
 		set_error(err, "answer from etcd at %s exceeds %d bytes",
@@ -457,7 +483,9 @@ answer_json(EtcdRequest *req, char *err)
 	}
 	if (req->curl_result != CURLE_OK)
 	{
-		set_error(err, "could not reach etcd at %s: %s", req->endpoint,
+		set_error(err, "%s etcd at %s: %s",
+				  is_tls_failure(req->curl_result) ? "TLS failed with" : "could not reach",
+				  req->endpoint,
 				  req->curl_error[0] ? req->curl_error :
 				  curl_easy_strerror(req->curl_result));
 		return NULL;
@@ -466,7 +494,7 @@ answer_json(EtcdRequest *req, char *err)
 		json = cJSON_ParseWithLength(req->answer, req->answer_len);
 	if (req->http_status != 200)
 	{
-		message = json ? error_message(json) : NULL;
+		message = json ? etcd_answer_error(json) : NULL;
 		set_error(err, "etcd at %s answered HTTP %ld: %s", req->endpoint,
 				  req->http_status, message ? message : "(no message)");
 		cJSON_Delete(json);
@@ -479,7 +507,7 @@ answer_json(EtcdRequest *req, char *err)
 		cJSON_Delete(json);
 		return NULL;
 	}
-	if ((message = error_message(json)) != NULL)
+	if ((message = etcd_answer_error(json)) != NULL)
 	{
 		set_error(err, "etcd at %s answered with an error: %s",
 				  req->endpoint, message);
@@ -802,7 +830,7 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 		cJSON_Delete(json);
 		return ETCD_WATCH_BROKEN;
 	}
-	if ((message = error_message(json)) != NULL)
+	if ((message = etcd_answer_error(json)) != NULL)
 	{
 		set_error(err, "etcd at %s ended the watch with an error: %s",
 				  req->endpoint, message);
@@ -817,7 +845,18 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 		return ETCD_WATCH_BROKEN;
 	}
 	if (get_bool(result, "canceled"))
+	{
+		int64		compacted;
+
 		what = ETCD_WATCH_CANCELED;
+		if (get_int64(result, "compact_revision", &compacted) && compacted > 0)
+			set_error(err, "etcd at %s compacted its history up to revision " INT64_FORMAT ", past the revision a watch started from",
+					  req->endpoint, compacted);
+		else
+			set_error(err, "etcd at %s canceled a watch: %s", req->endpoint,
+					  get_string(result, "cancel_reason") ? get_string(result, "cancel_reason") :
+					  "(no reason given)");
+	}
 	else if (get_bool(result, "created"))
 		what = ETCD_WATCH_CREATED;
 	cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(result, "events"))

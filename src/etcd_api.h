@@ -32,7 +32,7 @@ typedef enum EtcdWatchEvent
 	ETCD_WATCH_DELETED,			/* the watched key was deleted */
 	ETCD_WATCH_PUT,				/* the watched key was written */
 	ETCD_WATCH_OTHER,			/* a message without an event */
-	ETCD_WATCH_CANCELED,		/* etcd ended the watch (e.g. compaction) */
+	ETCD_WATCH_CANCELED,		/* etcd ended the watch (e.g. compaction); err says why */
 	ETCD_WATCH_BROKEN			/* error or unreadable message; see err */
 } EtcdWatchEvent;
 
@@ -132,6 +132,9 @@ extern EtcdRequest *etcd_watch_key(EtcdClient *c, const char *key, int64 start_r
 								   int connect_timeout_ms, int tag);
 /* *revision: the revision of the event reported (0 for none). */
 extern EtcdWatchEvent etcd_watch_next(EtcdRequest *req, int64 *revision, char *err);
+
+/* The message of an etcd error answer (an error object or string), or NULL. */
+extern const char *etcd_answer_error(const cJSON *json);
 
 /* The lease id as etcd's election recipe writes it into keys. */
 extern void etcd_lease_hex(int64 lease_id, char *buf, size_t len);

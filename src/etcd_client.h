@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <cjson/cJSON.h>
 
+#include "etcd_access.h"
 #include "shared_state.h"
 
 /* Largest answer accepted; etcd's own default request limit is 1.5 MiB. */
@@ -26,6 +27,8 @@ typedef struct EtcdRequest
 	CURLcode	curl_result;
 	long		http_status;
 	bool		overflow;		/* answer exceeded ETCD_MAX_ANSWER */
+	/* why it was never sent, e.g. authentication failed ("" if it was) */
+	char		failure[LE_ERROR_LEN];
 	char	   *answer;			/* malloc'd by the write callback */
 	size_t		answer_len;
 	size_t		answer_consumed;	/* streams: bytes already taken as lines */
@@ -35,10 +38,25 @@ typedef struct EtcdRequest
 	struct curl_slist *headers;
 	EtcdClient *client;
 	struct EtcdRequest *next;	/* client's list of live requests */
+
+	/* kept to send it again once the client has a new token */
+	char		path[64];
+	char	   *body;			/* malloc'd JSON */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	bool		awaits_token;	/* not sent yet: the client authenticates first */
+	bool		sent_again;		/* sent again after a refused token: no more */
+	uint32		token_generation;	/* of the token it was sent with */
 } EtcdRequest;
 
 extern EtcdClient *etcd_client_create(MemoryContext context);
 extern void etcd_client_destroy(EtcdClient *client);
+
+/*
+ * TLS files and the etcd user for requests sent from now on.  A changed
+ * user or password file drops the token: the next request authenticates.
+ */
+extern void etcd_client_set_access(EtcdClient *client, const EtcdAccess *access);
 
 /* Takes the list parsed by the endpoints check hook; keeps the current one if listed. */
 extern void etcd_client_set_endpoints(EtcdClient *client, const EtcdEndpoints *endpoints);
@@ -53,7 +71,10 @@ extern int	etcd_client_endpoint_count(EtcdClient *client);
 /*
  * Starts a POST of body (JSON) to path on the current endpoint.  timeout_ms
  * bounds the whole transfer; 0 means a stream (a watch) bounded only while
- * connecting, by connect_timeout_ms.
+ * connecting, by connect_timeout_ms.  With an etcd user, a client without a
+ * token authenticates first, and a request whose token etcd refuses is
+ * sent once more after authenticating again: the caller sees only the
+ * last answer, or in failure why authentication failed.
  */
 extern EtcdRequest *etcd_post(EtcdClient *client, const char *path,
 							  const cJSON *body, int timeout_ms,

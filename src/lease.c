@@ -25,7 +25,9 @@
 void
 el_send_renewal(Election *e, uint64 now)
 {
-	long		left_ms = (long) ((e->lease_valid_until - now) / 1000);
+	/* lapsed, it waits for etcd to answer at all */
+	long		left_ms = e->phase == EP_LAPSED ? e->config.request_timeout_ms :
+		(long) ((e->lease_valid_until - now) / 1000);
 	long		timeout_ms = Max(Min((long) e->config.request_timeout_ms, left_ms), 1);
 
 	e->renewals[e->nrenewals++] =
@@ -104,6 +106,15 @@ el_on_renewal_answer(Election *e, EtcdRequest *req)
 	el_cancel_renewals(e);
 	etcd_client_use_endpoint(e->client, req->endpoint);
 	extend_lease(e, req->started_us, ttl_s);
+	if (e->phase == EP_LAPSED)
+	{
+		/* etcd kept the lease, and so the key: its place in the queue is ours */
+		ereport(LOG,
+				(errmsg("leader_election: etcd at %s still holds the lease of node \"%s\": it takes its place in the queue back",
+						req->endpoint, e->config.node_name)));
+		el_enter(e, e->create_revision != 0 ? EP_LOOKING : EP_CAMPAIGNING);
+		return;
+	}
 	if (e->phase == EP_QUEUED || e->phase == EP_LEADING || e->phase == EP_PROMOTING)
 		e->refresh_due = true;
 }

@@ -14,6 +14,7 @@
 #include "postmaster/postmaster.h"
 #include "utils/guc.h"
 
+#include "etcd_access.h"
 #include "fence.h"
 #include "session_mode.h"
 #include "wal_shipping.h"
@@ -315,6 +316,7 @@ _PG_init(void)
 							 false,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	etcd_access_define_settings();
 	MarkGUCPrefixReserved("leader_election");
 
 	if (!process_shared_preload_libraries_in_progress)

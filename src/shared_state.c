@@ -138,6 +138,14 @@ le_shared_clear_leadership(void)
 }
 
 void
+le_shared_end_term(void)
+{
+	/* validity first: a term changes only while no validity claims it */
+	le_shared_clear_leadership();
+	pg_atomic_exchange_u64(&le_shared->term, 0);
+}
+
+void
 le_shared_set_recorded_wal(uint64 wal_end)
 {
 	if (pg_atomic_exchange_u64(&le_shared->recorded_wal_end, wal_end) != wal_end)

@@ -184,6 +184,11 @@ extern void le_shared_attach_worker(void);
 
 /* Ends leadership now, before anything else says so. */
 extern void le_shared_clear_leadership(void);
+/*
+ * Clears leadership, and makes the next leadership a new term even if it
+ * has the same fencing token: what was written before does not commit in it.
+ */
+extern void le_shared_end_term(void);
 
 /* The cluster record in etcd holds this WAL position for the leader (0: none). */
 extern void le_shared_set_recorded_wal(uint64 wal_end);

@@ -235,6 +235,7 @@ leader_candidates(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EtcdClient *volatile client = NULL;
 	EtcdCandidates queue;
+	EtcdAccess	access;
 	char		err[LE_ERROR_LEN];
 	LeaderView	view;
 	uint64		valid_until;
@@ -250,6 +251,8 @@ leader_candidates(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		client = etcd_client_create(CurrentMemoryContext);
+		etcd_access_current(&access);
+		etcd_client_set_access(client, &access);
 		etcd_client_set_endpoints(client, le_endpoint_list);
 		for (int attempt = 0; !ok && attempt < etcd_client_endpoint_count(client); attempt++)
 			ok = read_candidates(client, &queue, err);
@@ -266,7 +269,7 @@ leader_candidates(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not read the election queue from etcd"),
 				 errdetail("%s", err),
-				 errhint("Check leader_election.endpoints and that etcd is running.")));
+				 errhint("Check leader_election.endpoints, the TLS and user settings, and that etcd is running.")));
 
 	for (i = 0; i < queue.count; i++)
 	{

@@ -27,6 +27,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 	EtcdClient *client;
 	Election   *election;
 	ElectionConfig config;
+	EtcdAccess	access;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -42,6 +43,8 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 	le_current_config(&config);
 	client = etcd_client_create(worker_context);
+	etcd_access_current(&access);
+	etcd_client_set_access(client, &access);
 	election = election_create(worker_context, client, &config);
 
 	ereport(LOG,
@@ -65,6 +68,9 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* new TLS files and credentials apply to the next connection */
+			etcd_access_current(&access);
+			etcd_client_set_access(client, &access);
 			le_current_config(&config);
 			election_configure(election, &config);
 		}

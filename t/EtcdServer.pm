@@ -5,7 +5,7 @@
 
 =head1 NAME
 
-EtcdServer - a throw-away single-member etcd for TAP tests
+EtcdServer - a throw-away etcd for TAP tests: a single-member cluster, or one member of a cluster (t/EtcdCluster.pm)
 
 =head1 SYNOPSIS
 
@@ -16,6 +16,12 @@ EtcdServer - a throw-away single-member etcd for TAP tests
   my $out = $etcd->etcdctl('get', '--prefix', '/leader_election/x');
   $etcd->pause;  $etcd->resume;          # SIGSTOP / SIGCONT
   $etcd->stop;                           # SIGTERM, wait
+
+  # a member of a cluster (t/EtcdCluster.pm builds whole clusters)
+  my $m = EtcdServer->new('m0');
+  $m->member_of(initial_cluster => "m0=" . $m->peer_url . ",m1=...",
+      state => 'new', token => 'tap-cluster');
+  $m->start(wait => 0);
 
   # an `etcdctl elect` candidate in the background
   my $cand = $etcd->start_elect('/leader_election/x', 'ext');
@@ -105,10 +111,34 @@ sub new
 		dir         => PostgreSQL::Test::Utils::tempdir("etcd_$name"),
 		logfile     => "$PostgreSQL::Test::Utils::log_path/${test}_$name.log",
 		pid         => undef,
+		paused      => 0,
 	}, $class;
 	$self->_init_security(%opts);
 	push @all_servers, $self;
 	return $self;
+}
+
+=pod
+
+=item $etcd->member_of(initial_cluster => $spec, state => 'new', token => $token)
+
+Makes this server a member of a cluster: start() then passes
+--initial-cluster $spec (name=peer URL pairs of every member, this one
+included), --initial-cluster-state $state ('new' for the members of a new
+cluster, 'existing' for one added with `etcdctl member add`) and, if given,
+--initial-cluster-token $token. Without member_of() the server is a cluster
+of its own. Call before start().
+
+=cut
+
+sub member_of
+{
+	my ($self, %p) = @_;
+	croak 'member_of needs initial_cluster' unless defined $p{initial_cluster};
+	$self->{initial_cluster}       = $p{initial_cluster};
+	$self->{initial_cluster_state} = $p{state} // 'new';
+	$self->{initial_cluster_token} = $p{token};
+	return;
 }
 
 =pod
@@ -129,6 +159,24 @@ sub url
 sub client_port { return $_[0]->{client_port}; }
 sub logfile     { return $_[0]->{logfile}; }
 sub pid         { return $_[0]->{pid}; }
+sub name        { return $_[0]->{name}; }
+
+=pod
+
+=item $etcd->peer_url()
+
+The peer URL, e.g. C<http://127.0.0.1:54322>. Valid before start().
+
+=item $etcd->is_running() / $etcd->is_paused()
+
+Whether the process was started and not stopped or killed since; whether it
+is paused (SIGSTOP) now.
+
+=cut
+
+sub peer_url    { return "http://127.0.0.1:$_[0]->{peer_port}"; }
+sub is_running  { return defined $_[0]->{pid} ? 1 : 0; }
+sub is_paused   { return defined $_[0]->{pid} && $_[0]->{paused} ? 1 : 0; }
 
 =pod
 
@@ -145,7 +193,7 @@ sub start
 	my ($self, %params) = @_;
 	croak "etcd $self->{name} is already running" if defined $self->{pid};
 
-	my $peer = "http://127.0.0.1:$self->{peer_port}";
+	my $peer = $self->peer_url;
 	my @cmd  = (
 		'etcd',
 		'--name',                        $self->{name},
@@ -154,11 +202,13 @@ sub start
 		'--advertise-client-urls',       $self->url,
 		'--listen-peer-urls',            $peer,
 		'--initial-advertise-peer-urls', $peer,
-		'--initial-cluster',             "$self->{name}=$peer",
-		'--initial-cluster-state',       'new',
-		'--logger',                      'zap',
-		'--log-outputs',                 'stderr',
+		'--initial-cluster', $self->{initial_cluster} // "$self->{name}=$peer",
+		'--initial-cluster-state', $self->{initial_cluster_state} // 'new',
+		'--logger',      'zap',
+		'--log-outputs', 'stderr',
 		$self->_server_security_args);
+	push @cmd, '--initial-cluster-token', $self->{initial_cluster_token}
+	  if defined $self->{initial_cluster_token};
 
 	note "starting etcd $self->{name} on " . $self->url;
 	my $pid = fork();
@@ -171,7 +221,8 @@ sub start
 		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(127);
 		exec(@cmd) or POSIX::_exit(127);
 	}
-	$self->{pid} = $pid;
+	$self->{pid}    = $pid;
+	$self->{paused} = 0;
 
 	$params{wait} = 1 unless defined $params{wait};
 	$self->wait_healthy if $params{wait};
@@ -240,7 +291,8 @@ sub stop
 		}
 		usleep(50_000);
 	}
-	$self->{pid} = undef;
+	$self->{pid}    = undef;
+	$self->{paused} = 0;
 	return;
 }
 
@@ -251,7 +303,8 @@ sub kill9
 	note "killing etcd $self->{name}";
 	kill 'KILL', $self->{pid};
 	waitpid($self->{pid}, 0);
-	$self->{pid} = undef;
+	$self->{pid}    = undef;
+	$self->{paused} = 0;
 	return;
 }
 
@@ -269,6 +322,7 @@ sub pause
 	croak "etcd $self->{name} is not running" unless defined $self->{pid};
 	note "pausing etcd $self->{name} (SIGSTOP)";
 	kill 'STOP', $self->{pid};
+	$self->{paused} = 1;
 	return;
 }
 
@@ -278,6 +332,7 @@ sub resume
 	croak "etcd $self->{name} is not running" unless defined $self->{pid};
 	note "resuming etcd $self->{name} (SIGCONT)";
 	kill 'CONT', $self->{pid};
+	$self->{paused} = 0;
 	return;
 }
 

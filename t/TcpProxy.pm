@@ -17,7 +17,12 @@ TcpProxy - a one-process TCP proxy on loopback that TAP tests can freeze
   $proxy->freeze;                # SIGSTOP: a hung endpoint
   $proxy->thaw;                  # SIGCONT
   $proxy->drop_connections;      # closes every proxied connection, keeps listening
+  $proxy->set_delay(1500);       # every chunk forwarded 1.5 s late, both ways
+  $proxy->set_delay(0);
   $proxy->stop;
+
+  # a slow endpoint from the start
+  my $slow = TcpProxy->new(target_port => $port, delay_ms => 800);
 
 Every proxy started here is killed in an END block, even when the test dies.
 
@@ -29,6 +34,10 @@ As all connections live in that one process, SIGSTOP freezes all of them at
 once: the kernel still completes TCP handshakes through the listen backlog,
 but nothing sent through the proxy is ever answered. That is how an etcd
 endpoint that hangs (rather than refuses connections) looks to a client.
+
+With a delay (delay_ms, set_delay), every chunk read from either side is
+forwarded that long after it arrived, in order: a slow network or a slow
+etcd, as opposed to a silent one. Connections are still accepted at once.
 
 Its log (accepted, closed and dropped connections) is
 tmp_check/log/<test>_proxy_<name>.log.
@@ -60,10 +69,10 @@ my @all_proxies;
 
 =over
 
-=item TcpProxy->new(target_port => $port, target_host => '127.0.0.1', name => 'proxy')
+=item TcpProxy->new(target_port => $port, target_host => '127.0.0.1', name => 'proxy', delay_ms => 0)
 
 Reserves a free port on 127.0.0.1 (PostgreSQL::Test::Cluster::get_free_port).
-Does not start anything.
+Does not start anything. delay_ms: see set_delay().
 
 =cut
 
@@ -85,6 +94,8 @@ sub new
 		pid         => undef,
 		frozen      => 0,
 		ack         => undef,
+		delay_ms    => $params{delay_ms} // 0,
+		ctl         => PostgreSQL::Test::Utils::tempdir("proxy_$name") . '/delay_ms',
 	}, $class;
 	push @all_proxies, $self;
 	return $self;
@@ -164,8 +175,15 @@ sub _serve
 	my $drop = 0;
 	my %peer;    # "$fh" => the other side's handle
 	my $sel = IO::Select->new($listen);
+	# set_delay(): chunks read are forwarded this many seconds later
+	my $delay     = $self->{delay_ms} / 1000;
+	my $new_delay = 0;
+	# chunks waiting for their time, oldest first: [ due, to, bytes ], or
+	# [ due, from, undef ] for a side that closed once everything before is sent
+	my @queue;
 
 	$SIG{USR1} = sub { $drop = 1; };
+	$SIG{USR2} = sub { $new_delay = 1; };
 	$SIG{TERM} = sub { POSIX::_exit(0); };
 	$SIG{INT}  = 'DEFAULT';
 	$SIG{PIPE} = 'IGNORE';
@@ -194,6 +212,24 @@ sub _serve
 		}
 	};
 
+	# writes all of $buf to $to; false if the connection failed
+	my $send = sub {
+		my ($to, $buf) = @_;
+		my ($n, $off) = (length $buf, 0);
+		while ($off < $n)
+		{
+			my $w = syswrite($to, $buf, $n - $off, $off);
+			if (!defined $w)
+			{
+				next if $!{EINTR};
+				$say->("write failed: $!");
+				return 0;
+			}
+			$off += $w;
+		}
+		return 1;
+	};
+
 	while (1)
 	{
 		if ($drop)
@@ -206,12 +242,48 @@ sub _serve
 				$n++;
 				$close_pair->($h);
 			}
+			@queue = ();
 			$say->("dropped every connection ($n)");
 			syswrite($ack, "dropped $n\n");
 		}
+		if ($new_delay)
+		{
+			$new_delay = 0;
+			if (open(my $c, '<', $self->{ctl}))
+			{
+				my $ms = <$c>;
+				close $c;
+				if (defined $ms && $ms =~ /^(\d+)/)
+				{
+					$delay = $1 / 1000;
+					$say->("delay set to $1 ms");
+				}
+			}
+			syswrite($ack, "delay\n");
+		}
+
+		# forward what is due; a connection closed meanwhile is skipped
+		while (@queue && $queue[0][0] <= time())
+		{
+			my ($due, $h, $buf) = @{ shift @queue };
+			next unless $sel->exists($h);
+			if (!defined $buf)
+			{
+				$close_pair->($h);
+				next;
+			}
+			$close_pair->($h) unless $send->($h, $buf);
+		}
 
 		# a signal interrupts the wait; the handler has run when it returns
-		my @ready = $sel->can_read(1);
+		my $wait = 1;
+		if (@queue)
+		{
+			$wait = $queue[0][0] - time();
+			$wait = 0 if $wait < 0;
+			$wait = 1 if $wait > 1;
+		}
+		my @ready = $sel->can_read($wait);
 		foreach my $fh (@ready)
 		{
 			next unless $sel->exists($fh);
@@ -245,23 +317,25 @@ sub _serve
 			if (!$n)
 			{
 				$say->("a side closed its connection");
-				$close_pair->($fh);
+				# what it sent before closing is still delivered, in order
+				if (@queue)
+				{
+					$sel->remove($fh);
+					push @queue, [ time() + $delay, $peer{"$fh"}, undef ];
+				}
+				else
+				{
+					$close_pair->($fh);
+				}
 				next;
 			}
-			my $to  = $peer{"$fh"};
-			my $off = 0;
-			while ($off < $n)
+			my $to = $peer{"$fh"};
+			if ($delay > 0 || @queue)
 			{
-				my $w = syswrite($to, $buf, $n - $off, $off);
-				if (!defined $w)
-				{
-					next if $!{EINTR};
-					$say->("write failed: $!");
-					last;
-				}
-				$off += $w;
+				push @queue, [ time() + $delay, $to, $buf ];
+				next;
 			}
-			$close_pair->($fh) if $off < $n;
+			$close_pair->($fh) unless $send->($to, $buf);
 		}
 	}
 }
@@ -311,22 +385,60 @@ sub drop_connections
 	croak "proxy $self->{name} is not running" unless defined $self->{pid};
 	croak "proxy $self->{name} is frozen" if $self->{frozen};
 	kill 'USR1', $self->{pid};
-
-	my $sel = IO::Select->new($self->{ack});
-	my $deadline = time() + 10;
-	my $line = '';
-	while ($line !~ /\n/)
-	{
-		my $left = $deadline - time();
-		croak "proxy $self->{name} did not confirm drop_connections"
-		  if $left <= 0;
-		next unless $sel->can_read($left);
-		my $n = sysread($self->{ack}, $line, 256, length $line);
-		croak "proxy $self->{name} exited" if defined $n && $n == 0;
-	}
-	my ($count) = $line =~ /^dropped (\d+)/;
+	my $line = $self->_await_ack(qr/^dropped \d+$/m, 'drop_connections');
+	my ($count) = $line =~ /^dropped (\d+)/m;
 	note "proxy $self->{name} dropped its connections ($count)";
 	return $count;
+}
+
+# Reads the proxy's acknowledgements until one line matches $re; returns it.
+sub _await_ack
+{
+	my ($self, $re, $what) = @_;
+	my $sel = IO::Select->new($self->{ack});
+	my $deadline = time() + 10;
+	my $buf = '';
+	while (1)
+	{
+		while ($buf =~ s/^([^\n]*)\n//)
+		{
+			my $line = $1;
+			return $line if $line =~ $re;
+		}
+		my $left = $deadline - time();
+		croak "proxy $self->{name} did not confirm $what" if $left <= 0;
+		next unless $sel->can_read($left);
+		my $n = sysread($self->{ack}, $buf, 256, length $buf);
+		croak "proxy $self->{name} exited" if defined $n && $n == 0;
+	}
+}
+
+=pod
+
+=item $proxy->set_delay($ms)
+
+From now on every chunk read from either side is forwarded $ms
+milliseconds after it arrived (0: at once); chunks already waiting keep
+their time. Waits up to 10 s until the proxy confirms; dies if it is
+frozen. Valid before start() too (the start value).
+
+=cut
+
+sub set_delay
+{
+	my ($self, $ms) = @_;
+	croak "set_delay needs milliseconds" unless defined $ms && $ms =~ /^\d+$/;
+	$self->{delay_ms} = $ms;
+	return unless defined $self->{pid};
+	croak "proxy $self->{name} is frozen" if $self->{frozen};
+	open(my $c, '>', "$self->{ctl}.tmp") or croak "cannot write $self->{ctl}: $!";
+	print $c "$ms\n";
+	close $c;
+	rename("$self->{ctl}.tmp", $self->{ctl}) or croak "cannot rename to $self->{ctl}: $!";
+	kill 'USR2', $self->{pid};
+	$self->_await_ack(qr/^delay$/m, 'set_delay');
+	note "proxy $self->{name} now delays every chunk by $ms ms";
+	return;
 }
 
 =pod
