@@ -608,12 +608,13 @@ static void
 check_commit(bool prepare)
 {
 	uint64		term;
+	TimestampTz since = 0;
 	bool		fenced;
 
 	/* At exit, a session drops its temporary objects: let it. */
 	if (proc_exit_inprogress || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		return;
-	fenced = fenced_now(false, &term, NULL);
+	fenced = fenced_now(false, &term, &since);
 	if (!fenced && term == 0)
 		return;					/* the fence is off, or bypassed */
 
@@ -632,7 +633,8 @@ check_commit(bool prepare)
 						"this transaction wrote outside any statement the fence saw, so it cannot be prepared" :
 						"this transaction wrote outside any statement the fence saw, so it cannot commit");
 	}
-	else if (fence.ran_as_leader && fence.write_term != term)
+	/* a leadership that lapsed and came back is a new term with the same token */
+	else if (fence.ran_as_leader && (fence.write_term != term || began_before(since)))
 	{
 		LeaderView	view;
 		uint64		valid_until;
@@ -646,6 +648,9 @@ check_commit(bool prepare)
 						view.node_name) :
 				 errmsg("cannot commit on node \"%s\": the transaction wrote in an earlier leadership term",
 						view.node_name),
+				 fence.write_term == term ?
+				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node's leadership lapsed since and began again, with the same token, after the transaction started.",
+						   term) :
 				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node lost leadership since and now leads with fencing token " UINT64_FORMAT ".",
 						   fence.write_term, term),
 				 errhint("Retry the transaction.")));
