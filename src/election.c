@@ -359,9 +359,7 @@ el_enter(Election *e, ElectionPhase to)
 			cancel_watch(e);
 			break;
 		case EP_LAPSED:
-			/* a leadership that comes back is a new term */
-			if (from == EP_LEADING)
-				le_shared_end_term();
+			/* leadership was cleared above: one that comes back is a new term */
 			el_drop_request(&e->request);
 			cancel_watch(e);
 			e->watch_from = 0;
