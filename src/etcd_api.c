@@ -385,9 +385,11 @@ get_int64(const cJSON *obj, const char *field, int64 *out)
 	{
 		double		d = item->valuedouble;
 
+		/* exact integers only; converted after the check, not before it */
+		if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
+			return false;
 		*out = (int64) d;
-		return d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
-			(double) *out == d;
+		return (double) *out == d;
 	}
 	return false;
 }
