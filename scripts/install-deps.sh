@@ -14,6 +14,7 @@ packages=(
 	procps util-linux                   # pgrep; runuser to drop root
 	strace                              # bench/handover.sh syscall count
 	clang libclang-rt-14-dev            # `make fuzz`: clang and its libFuzzer/sanitizer runtimes
+	openssl curl                        # test certificates (t/make-test-certs.sh); etcd's /metrics in TAP tests
 )
 
 missing=()

@@ -28,6 +28,15 @@ EtcdServer - a throw-away etcd for TAP tests: a single-member cluster, or one me
   $cand->wait_leading(30);
   $cand->stop;                           # SIGINT: etcdctl resigns
 
+  # TLS (certificates from t/make-test-certs.sh) and client certificates
+  my $certs = EtcdServer::make_test_certs();   # a directory
+  my $tls = EtcdServer->new('etcd', tls_dir => $certs);
+  $tls->start;                           # https://127.0.0.1:<port>
+  # users: root, and pgnode with readwrite on /leader_election/x*
+  $tls->add_user('pgnode', 'secret', prefix => '/leader_election/x');
+  $tls->enable_auth;                     # etcdctl goes on as root
+  my $n = $tls->authenticate_count;      # from etcd's /metrics
+
 Every etcd started here is killed in an END block, even when the test dies.
 
 =cut
@@ -38,7 +47,8 @@ use strict;
 use warnings;
 
 use Carp;
-use File::Basename qw(basename);
+use File::Basename qw(basename dirname);
+use File::Spec;
 use IPC::Run;
 use JSON::PP;
 use MIME::Base64 qw(decode_base64);
@@ -58,17 +68,38 @@ my @all_elects;
 
 =over
 
-=item EtcdServer->new($name)
+=item EtcdServer->new($name, %options)
 
 Reserves a client and a peer port on 127.0.0.1 and a data directory below
-the test's tmp_check directory. Does not start anything.
+the test's tmp_check directory. Does not start anything. Options (all for
+TLS on the client URL; without tls_dir etcd speaks plain HTTP):
+
+  tls_dir          a directory made by make_test_certs(): etcd serves
+                   https with <server_cert>.crt/.key, and etcdctl trusts
+                   ca.crt
+  server_cert      the name of etcd's certificate in tls_dir (default
+                   'server'; 'expired' and 'wronghost' make an etcd that
+                   no client should trust)
+  client_cert_auth 1 (default): --client-cert-auth with --trusted-ca-file
+                   ca.crt; etcdctl and curl present client.crt/.key.
+                   0: no client certificates (etcd asks for none)
+  auth_token       etcd's --auth-token (default: etcd's, 'simple'); see
+                   jwt_auth_token() and set_auth_token()
+
+etcdctl skips verifying the server's certificate when server_cert is not
+'server' (it still speaks TLS).
 
 =cut
 
 sub new
 {
-	my ($class, $name) = @_;
+	my ($class, $name, %opts) = @_;
 	$name = 'etcd' unless defined $name;
+	foreach my $o (keys %opts)
+	{
+		croak "EtcdServer->new: unknown option $o"
+		  unless $o =~ /^(tls_dir|server_cert|client_cert_auth|auth_token)$/;
+	}
 
 	my $test = basename($0);
 	$test =~ s/\.[^.]+$//;
@@ -82,6 +113,7 @@ sub new
 		pid         => undef,
 		paused      => 0,
 	}, $class;
+	$self->_init_security(%opts);
 	push @all_servers, $self;
 	return $self;
 }
@@ -120,7 +152,8 @@ The client URL, e.g. C<http://127.0.0.1:54321>. Valid before start().
 sub url
 {
 	my $self = shift;
-	return "http://127.0.0.1:$self->{client_port}";
+	my $scheme = $self->{tls} ? 'https' : 'http';
+	return "$scheme://127.0.0.1:$self->{client_port}";
 }
 
 sub client_port { return $_[0]->{client_port}; }
@@ -172,7 +205,8 @@ sub start
 		'--initial-cluster', $self->{initial_cluster} // "$self->{name}=$peer",
 		'--initial-cluster-state', $self->{initial_cluster_state} // 'new',
 		'--logger',      'zap',
-		'--log-outputs', 'stderr');
+		'--log-outputs', 'stderr',
+		$self->_server_security_args);
 	push @cmd, '--initial-cluster-token', $self->{initial_cluster_token}
 	  if defined $self->{initial_cluster_token};
 
@@ -320,6 +354,7 @@ sub _etcdctl_cmd
 	return [
 		'etcdctl',              '--endpoints=' . $self->url,
 		'--dial-timeout=2s',    '--command-timeout=5s',
+		$self->_etcdctl_security_args,
 		@args
 	];
 }
@@ -430,6 +465,261 @@ sub start_elect
 		'<', \undef, '>', \$el->{out}, '2>', \$el->{err});
 	push @all_elects, $el;
 	return $el;
+}
+
+=pod
+
+=item EtcdServer::make_test_certs() => directory
+
+Runs t/make-test-certs.sh into a new temporary directory and returns it: a CA
+(ca.crt), etcd's certificate for 127.0.0.1 (server.crt), client certificates
+(client.crt, client2.crt), and the bad ones (expired.crt, wronghost.crt, a
+second CA ca2.crt, other.key that matches no certificate); see the script.
+Keys are mode 0600, owned by the user running the test (the one running
+postgres). Dies if the script fails.
+
+=cut
+
+sub make_test_certs
+{
+	my $dir    = PostgreSQL::Test::Utils::tempdir('certs');
+	my $script = File::Spec->catfile(dirname(__FILE__), 'make-test-certs.sh');
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'bash', $script, $dir ],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60))
+	  or croak "make-test-certs.sh failed: $out$err";
+	return $dir;
+}
+
+# TLS options of new(); auth starts disabled.
+sub _init_security
+{
+	my ($self, %opts) = @_;
+	$self->{auth_token} = $opts{auth_token};
+	return unless defined $opts{tls_dir};
+	$self->{tls} = {
+		dir              => $opts{tls_dir},
+		server_cert      => $opts{server_cert} // 'server',
+		client_cert_auth => $opts{client_cert_auth} // 1,
+	};
+	croak "EtcdServer->new: no $opts{tls_dir}/$self->{tls}{server_cert}.crt"
+	  unless -f "$opts{tls_dir}/$self->{tls}{server_cert}.crt";
+	return;
+}
+
+# etcd's flags for TLS on the client URL (the peer URL stays plain: one member).
+sub _server_security_args
+{
+	my $self = shift;
+	my @token = defined $self->{auth_token} ? ('--auth-token', $self->{auth_token}) : ();
+	my $tls  = $self->{tls} or return @token;
+	my $d    = $tls->{dir};
+	my @args = (@token,
+		'--cert-file', "$d/$tls->{server_cert}.crt",
+		'--key-file',  "$d/$tls->{server_cert}.key");
+	push @args, '--trusted-ca-file', "$d/ca.crt", '--client-cert-auth'
+	  if $tls->{client_cert_auth};
+	return @args;
+}
+
+# etcdctl's flags for TLS, client certificates and the root user.
+sub _etcdctl_security_args
+{
+	my $self = shift;
+	my @args;
+	if (my $tls = $self->{tls})
+	{
+		push @args, "--cacert=$tls->{dir}/ca.crt";
+		push @args, "--cert=$tls->{dir}/client.crt", "--key=$tls->{dir}/client.key"
+		  if $tls->{client_cert_auth};
+		push @args, '--insecure-skip-tls-verify'
+		  if $tls->{server_cert} ne 'server';
+	}
+	push @args, "--user=root:$self->{root_password}"
+	  if defined $self->{root_password};
+	return @args;
+}
+
+# curl's flags for the same.
+sub _curl_security_args
+{
+	my $self = shift;
+	my $tls  = $self->{tls} or return ();
+	my @args = ('--cacert', "$tls->{dir}/ca.crt");
+	push @args, '--cert', "$tls->{dir}/client.crt", '--key', "$tls->{dir}/client.key"
+	  if $tls->{client_cert_auth};
+	push @args, '--insecure' if $tls->{server_cert} ne 'server';
+	return @args;
+}
+
+=pod
+
+=item $etcd->tls_dir() / $etcd->tls_file($name)
+
+The certificate directory given to new() (undef without TLS), and the path of
+a file in it, e.g. C<< $etcd->tls_file('ca.crt') >>.
+
+=cut
+
+sub tls_dir { return $_[0]->{tls} ? $_[0]->{tls}{dir} : undef; }
+
+sub tls_file
+{
+	my ($self, $name) = @_;
+	croak "etcd $self->{name} has no TLS" unless $self->{tls};
+	return "$self->{tls}{dir}/$name";
+}
+
+=pod
+
+=item $etcd->add_user($name, $password, prefix => $prefix, perm => 'readwrite')
+
+Creates an etcd user (`etcdctl user add`). With prefix, also a role
+"<name>-role" with permission perm (read, write or readwrite) on every key
+that starts with $prefix (`role grant-permission --prefix=true`: this covers
+the election's keys <prefix>/..., <prefix>.term and <prefix>.record alike),
+granted to the user. Without prefix the user has no permission at all.
+Before enable_auth() this runs without a user, afterwards as root.
+
+=item $etcd->enable_auth($root_password)
+
+Creates the root user (password: the one given, or a random one) with the
+root role and runs `etcdctl auth enable`; every later etcdctl call of this
+object (and curl of http_request) authenticates as root. Auth is kept in the
+data directory across stop/start.
+
+=item $etcd->root_password()
+
+=cut
+
+sub add_user
+{
+	my ($self, $name, $password, %p) = @_;
+	croak "add_user: a password with ':' cannot go through etcdctl"
+	  if $password =~ /:/;
+	$self->etcdctl('user', 'add', "$name:$password", '--interactive=false');
+	if (defined $p{prefix})
+	{
+		my $role = "$name-role";
+		$self->etcdctl('role', 'add', $role);
+		$self->etcdctl('role', 'grant-permission', $role, '--prefix=true',
+			$p{perm} // 'readwrite', $p{prefix});
+		$self->etcdctl('user', 'grant-role', $name, $role);
+	}
+	return;
+}
+
+sub enable_auth
+{
+	my ($self, $root_password) = @_;
+	$root_password //= 'root-' . join('', map { ('a' .. 'z')[ int(rand(26)) ] } 1 .. 12);
+	$self->etcdctl('user', 'add', "root:$root_password", '--interactive=false');
+	# etcd 3.4 refuses `auth enable` unless root holds the root role
+	$self->etcdctl('role', 'add', 'root');
+	$self->etcdctl('user', 'grant-role', 'root', 'root');
+	$self->etcdctl('auth', 'enable');
+	$self->{root_password} = $root_password;
+	note "etcd $self->{name}: auth enabled";
+	return;
+}
+
+sub root_password { return $_[0]->{root_password}; }
+
+=pod
+
+=item EtcdServer::jwt_auth_token($certs_dir, $ttl) => string
+
+A value for the auth_token option: JWT tokens signed with jwt.key of a
+make_test_certs() directory, valid for $ttl (e.g. '10s'; default: etcd's, 5
+minutes). Unlike etcd's default simple tokens, a JWT carries the auth
+revision it was issued at: after any auth change etcd refuses it with
+"revision of auth store is old" (simple tokens stay valid); once expired it
+is an "invalid auth token". A restart does not invalidate JWTs (it forgets
+every simple token).
+
+=item $etcd->set_auth_token($value)
+
+Changes --auth-token for the next start (undef: etcd's default).
+
+=cut
+
+sub jwt_auth_token
+{
+	my ($dir, $ttl) = @_;
+	my $v = "jwt,pub-key=$dir/jwt.pub,priv-key=$dir/jwt.key,sign-method=RS256";
+	$v .= ",ttl=$ttl" if defined $ttl;
+	return $v;
+}
+
+sub set_auth_token
+{
+	my ($self, $value) = @_;
+	$self->{auth_token} = $value;
+	return;
+}
+
+=pod
+
+=item $etcd->http_request($path, $body) => ($http_status, $body)
+
+One request with curl to the client URL (POST of $body when given, else GET),
+with the TLS settings of etcdctl (no etcd user: send a token yourself in a
+JSON gateway request if you need one). Status 0 when no answer came.
+
+=item $etcd->metrics() => text
+
+GET /metrics (Prometheus text).
+
+=item $etcd->authenticate_count($grpc_code) => number
+
+Authenticate calls etcd's gRPC server handled since etcd started
+(grpc_server_handled_total of method Authenticate), of every gRPC code or
+only of $grpc_code ('OK'; a wrong password is 'InvalidArgument'). The JSON
+gateway's /v3/auth/authenticate counts here, and so does every etcdctl call
+of this object once auth is enabled (it logs in as root).
+
+=cut
+
+sub http_request
+{
+	my ($self, $path, $body) = @_;
+	my ($out, $err) = ('', '');
+	my @cmd = ('curl', '-s', '-m', '10', '-w', '\n%{http_code}',
+		$self->_curl_security_args);
+	push @cmd, '-d', $body if defined $body;
+	push @cmd, $self->url . $path;
+	eval {
+		IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
+			IPC::Run::timeout(30));
+		1;
+	} or return (0, "$err$@");
+	return (0, $out . $err) unless $out =~ s/\n(\d+)\z//;
+	return ($1, $out);
+}
+
+sub metrics
+{
+	my $self = shift;
+	my ($status, $body) = $self->http_request('/metrics');
+	croak "GET /metrics of etcd $self->{name} failed: $status $body"
+	  unless $status == 200;
+	return $body;
+}
+
+sub authenticate_count
+{
+	my ($self, $code) = @_;
+	my $n = 0;
+	foreach my $line (split /\n/, $self->metrics)
+	{
+		next
+		  unless $line =~ /^grpc_server_handled_total\{([^}]*)\}\s+(\S+)/;
+		my ($labels, $value) = ($1, $2);
+		next unless $labels =~ /grpc_method="Authenticate"/;
+		next if defined $code && $labels !~ /grpc_code="\Q$code\E"/;
+		$n += $value;
+	}
+	return $n;
 }
 
 sub _tail
