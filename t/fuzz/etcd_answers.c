@@ -30,6 +30,7 @@
 
 #include "cluster_record.h"
 #include "etcd_api.h"
+#include "etcd_auth.h"
 #include "term_record.h"
 
 #define FUZZ_PREFIX "/leader_election/tap"
@@ -56,8 +57,8 @@ typedef enum Parser
 	P_WATCH_LARGE,				/* 512 bytes at a time */
 	P_TERM_VALUE,				/* a term's value as read from etcd */
 	P_RECORD_VALUE,				/* a cluster record's value */
-	P_READ_ELECTION_2,			/* spare selectors: the two richest parsers */
-	P_RANGE_2
+	P_READ_ELECTION_2,			/* a spare selector: the richest parser */
+	P_AUTH						/* an authenticate answer; a refused token */
 } Parser;
 
 /* How the transfer ended: curl's result, the HTTP status, an overflow. */
@@ -228,7 +229,6 @@ parse_unary(Parser parser, EtcdRequest *req)
 				break;
 			}
 		case P_RANGE:
-		case P_RANGE_2:
 			{
 				EtcdCandidates candidates;
 
@@ -415,6 +415,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				check_printable(term.readable ? term.node : term.problem,
 								term.readable ? LE_NAME_LEN : LE_ERROR_LEN,
 								!term.readable, "term");
+				break;
+			}
+		case P_AUTH:
+			{
+				char		token[LE_TOKEN_LEN];
+				char		err[LE_ERROR_LEN];
+				EtcdAuthOutcome auth;
+
+				memset(err, 0x01, sizeof(err));
+				auth = etcd_auth_answer(outcome->http_status, (const char *) body, len,
+										token, err);
+				say("authenticate", auth != ETCD_AUTH_REFUSED, err);
+				if (auth == ETCD_AUTH_REFUSED)
+					check_failure(err);
+				else if (auth == ETCD_AUTH_TOKEN)
+				{
+					/* it goes into an HTTP header as is */
+					check_printable(token, LE_TOKEN_LEN, true, "token");
+					if (strchr(token, ' ') != NULL)
+						fail("authenticate", "a token with a space");
+				}
+				(void) etcd_auth_token_rejected((const char *) body, len);
 				break;
 			}
 		case P_RECORD_VALUE:
