@@ -51,19 +51,6 @@ $n1->safe_psql('postgres',
 my $writer = tw_writer_start(connstr => le_rw_connstr(@nodes), table => 'w',
 	pause_ms => 10);
 
-# Polls $cond every 50 ms for up to $timeout s; the seconds it took, or undef.
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 # Waits until etcd is healthy, n1 leads and n2 is queued behind it, with no
 # error left on n1 (so that it talks to a working member).
 sub settled
@@ -130,7 +117,7 @@ sub endpoint_fails
 	my $mon = tw_monitor_start(nodes => \@nodes, table => 'mon');
 	usleep(500_000);
 	$fail->($m);
-	my $moved = time_until(
+	my $moved = le_time_until(
 		3 * $ttl,
 		sub {
 			my $ep = $n1->safe_psql('postgres', 'SELECT endpoint FROM leader_status()');

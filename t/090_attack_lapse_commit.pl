@@ -43,25 +43,12 @@ my $n1 = le_node('n1', $etcd, prefix => '/leader_election/t090', lease_ttl => $t
 ok(le_wait_leader($n1), 'n1 leads');
 $n1->safe_psql('postgres', 'CREATE TABLE w (id int PRIMARY KEY, what text)');
 
-# Polls $cond every 50 ms for up to $timeout s; the seconds it took, or undef.
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 sub leads { return $n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 't'; }
 
 for my $round (1, 2)
 {
 	my $base = $round * 100;
-	ok(defined time_until(60, \&leads), "round $round: n1 leads before the lapse");
+	ok(defined le_time_until(60, \&leads), "round $round: n1 leads before the lapse");
 	$etcd->wait_healthy;
 	my $before = le_status($n1);
 
@@ -88,7 +75,7 @@ for my $round (1, 2)
 	my @stop = grep { $_ != $m } 0 .. 2;
 	my $t0 = time();
 	$etcd->kill9($_) foreach @stop;
-	ok(defined time_until(2 * $ttl, sub { !leads() }),
+	ok(defined le_time_until(2 * $ttl, sub { !leads() }),
 		"round $round: n1 is fenced while quorum is lost");
 	my $left = $t0 + $ttl + 2 - time();
 	usleep($left * 1_000_000) if $left > 0;
@@ -97,7 +84,7 @@ for my $round (1, 2)
 	# quorum back: n1 takes its place back with the same token
 	$etcd->start_member($_) foreach @stop;
 	$etcd->wait_healthy;
-	ok(defined time_until(4 * $ttl, \&leads), "round $round: n1 leads again");
+	ok(defined le_time_until(4 * $ttl, \&leads), "round $round: n1 leads again");
 	my $after = le_status($n1);
 	is($after->{fencing_token}, $before->{fencing_token},
 		"round $round: ... with the same fencing token (the case under attack)");
@@ -130,7 +117,7 @@ for my $round (1, 2)
 	is( $n1->safe_psql('postgres',
 			"SELECT string_agg(id::text, ',' ORDER BY id) FROM w WHERE id BETWEEN $base AND $base + 99"),
 		'', "round $round: no row written before the lapse was committed");
-	ok(defined time_until(30, sub {
+	ok(defined le_time_until(30, sub {
 		$n1->psql('postgres', "INSERT INTO w VALUES ($base + 50, 'new')") == 0 }),
 		"round $round: a new transaction writes");
 }

@@ -69,18 +69,6 @@ ok(le_wait_leader($n1), 'n1 leads (etcd without authentication)');
 ok(le_wait_leader($n2), 'n2 leads (etcd without authentication)');
 $n1->safe_psql('postgres', 'CREATE TABLE w (id int PRIMARY KEY)');
 
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 sub leads { return $_[0]->safe_psql('postgres', 'SELECT leader_is_primary()') eq 't'; }
 
 # etcd's count of Authenticate calls it handled
@@ -94,7 +82,7 @@ sub authentications
 
 # a. auth enabled after start
 $etcd->etcdctl('auth', 'enable');
-ok(defined time_until(2 * $ttl, sub { !leads($n2) }), 'a: n2 (no user) stops leading');
+ok(defined le_time_until(2 * $ttl, sub { !leads($n2) }), 'a: n2 (no user) stops leading');
 note 'a: n2 last_error: ' . (le_status($n2)->{last_error} // '');
 sleep(2);
 ok(leads($n1), 'a: n1 (user set) leads on');
@@ -106,14 +94,14 @@ note 'a: n1 ' . join(' ', map { "$_=" . (le_status($n1)->{$_} // '') } qw(phase 
 sub fault
 {
 	my ($what, $id, $break, $repair) = @_;
-	ok(defined time_until(30, sub { leads($n1) }), "$what: n1 leads before");
+	ok(defined le_time_until(30, sub { leads($n1) }), "$what: n1 leads before");
 	my $token = le_status($n1)->{fencing_token};
 	my $bg = le_session($n1);
 	my ($out, $err) = le_bg_query($bg, "BEGIN; INSERT INTO w VALUES ($id); SELECT 'ok'");
 	is($out, 'ok', "$what: a transaction wrote");
 	$break->();
 	my $t0 = time();
-	my $fenced = time_until(2 * $ttl, sub { !leads($n1) });
+	my $fenced = le_time_until(2 * $ttl, sub { !leads($n1) });
 	ok(defined $fenced, "$what: n1 stops leading within 2 x TTL");
 	my $a0 = authentications();
 	sleep(15);
@@ -124,7 +112,7 @@ sub fault
 	ok(!leads($n1), "$what: n1 is not the leader 15 s later");
 	cmp_ok($a1 - $a0, '<=', 8, "$what: at most 8 authentications in 15 s (saw " . ($a1 - $a0) . ')');
 	$repair->();
-	my $back = time_until(30, sub { leads($n1) });
+	my $back = le_time_until(30, sub { leads($n1) });
 	ok(defined $back, "$what: n1 leads again after the repair");
 	note sprintf('%s: leads again %.2f s after the repair, fencing token %s (was %s)',
 		$what, $back // -1, le_status($n1)->{fencing_token}, $token);

@@ -128,18 +128,6 @@ ok($n2->poll_query_until('postgres', "SELECT role = 'follower' FROM leader_statu
 	'n2 follows over TLS');
 my @nodes = ($n1, $n2);
 
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 my $two_leaders = 0;
 sub leaders
 {
@@ -150,12 +138,12 @@ sub leaders
 
 foreach my $bad (qw(name expired otherca))
 {
-	ok(defined time_until(30, sub { leaders() == 1 }), "$bad: one leader before");
+	ok(defined le_time_until(30, sub { leaders() == 1 }), "$bad: one leader before");
 	etcd_stop();
 	etcd_start($bad);
-	my $t = time_until(2 * $ttl, sub { leaders() == 0 });
+	my $t = le_time_until(2 * $ttl, sub { leaders() == 0 });
 	ok(defined $t, "$bad: nobody leads within 2 x TTL");
-	my $held = !defined time_until(8, sub { leaders() > 0 });
+	my $held = !defined le_time_until(8, sub { leaders() > 0 });
 	ok($held, "$bad: ... nor during the next 8 s");
 	foreach my $n (@nodes)
 	{
@@ -170,7 +158,7 @@ foreach my $bad (qw(name expired otherca))
 	like($err, qr/08006/, "$bad: leader_candidates() refuses (08006)") or diag $err;
 	etcd_stop();
 	etcd_start('good');
-	my $back = time_until(30, sub { leaders() == 1 });
+	my $back = le_time_until(30, sub { leaders() == 1 });
 	ok(defined $back, "$bad: one leader again with the good certificate");
 	note sprintf('%s: fenced %.2f s after the swap; one leader %.2f s after the good one is back',
 		$bad, $t // -1, $back // -1);

@@ -51,22 +51,10 @@ $n1->safe_psql('postgres',
 my $writer = tw_writer_start(connstr => le_rw_connstr(@nodes), table => 'w', pause_ms => 10);
 my $mon = tw_monitor_start(nodes => \@nodes, table => 'mon');
 
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 my $leader = $n1;
 foreach my $d (3.2, 3.6, 3.9, 4.2, 4.6)
 {
-	ok( defined time_until(60, sub {
+	ok( defined le_time_until(60, sub {
 			$n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 't'
 			  && $n2->safe_psql('postgres', 'SELECT role, queue_position FROM leader_status()') eq 'follower|1';
 		}),
@@ -87,7 +75,7 @@ foreach my $d (3.2, 3.6, 3.9, 4.2, 4.6)
 		usleep(50_000);
 	}
 	$proxy->thaw;
-	my $t = time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
+	my $t = le_time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
 	ok(defined $t, "$d s: one leader again");
 	my @l = le_leaders(@nodes);
 	$leader = $l[0] if @l == 1;
