@@ -425,6 +425,29 @@ get_base64(const cJSON *obj, const char *field, size_t *len)
 	return decoded;
 }
 
+/*
+ * text (len bytes) as one JSON value with nothing after it but whitespace,
+ * or NULL: an answer with more (a second object, a proxy's page appended)
+ * is not one etcd sent.  The caller owns the result (cJSON_Delete).
+ */
+static cJSON *
+parse_whole(const char *text, size_t len)
+{
+	const char *end = NULL;
+	cJSON	   *json = cJSON_ParseWithLengthOpts(text, len, &end, false);
+
+	if (json == NULL)
+		return NULL;
+	while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+		end++;
+	if (end != text + len)
+	{
+		cJSON_Delete(json);
+		return NULL;
+	}
+	return json;
+}
+
 /* The message of an error object or string, or NULL if there is none. */
 static const char *
 error_message(const cJSON *json)
@@ -465,7 +488,7 @@ answer_json(EtcdRequest *req, char *err)
 		return NULL;
 	}
 	if (req->answer != NULL)
-		json = cJSON_ParseWithLength(req->answer, req->answer_len);
+		json = parse_whole(req->answer, req->answer_len);
 	if (req->http_status != 200)
 	{
 		message = json ? error_message(json) : NULL;
@@ -796,7 +819,7 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 			cJSON_Delete(answer_json(req, err));
 		return ETCD_WATCH_BROKEN;
 	}
-	json = cJSON_Parse(line);
+	json = parse_whole(line, strlen(line));
 	pfree(line);
 	if (!cJSON_IsObject(json))
 	{
