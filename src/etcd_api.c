@@ -482,7 +482,10 @@ answer_json(EtcdRequest *req, char *err)
 	}
 	if (req->curl_result != CURLE_OK)
 	{
-		set_error(err, "could not reach etcd at %s: %s", req->endpoint,
+		/* with a status, etcd was reached: its answer broke off */
+		set_error(err, req->http_status != 0 ?
+				  "answer from etcd at %s broke off: %s" :
+				  "could not reach etcd at %s: %s", req->endpoint,
 				  req->curl_error[0] ? req->curl_error :
 				  curl_easy_strerror(req->curl_result));
 		return NULL;
