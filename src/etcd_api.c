@@ -803,6 +803,7 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 	const cJSON *event;
 	const char *message;
 	EtcdWatchEvent what = ETCD_WATCH_OTHER;
+	size_t		consumed = req->answer_consumed;
 
 	*revision = 0;
 	/* etcd refused the watch as a whole: the answer is one error object */
@@ -822,7 +823,15 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 			cJSON_Delete(answer_json(req, err));
 		return ETCD_WATCH_BROKEN;
 	}
-	json = parse_whole(line, strlen(line));
+	/*
+	 * etcd_request_next_line() took the line and its newline; its copy of a
+	 * line with a NUL byte ended there, short of the newline.
+	 */
+	if (req->answer_consumed > consumed &&
+		strlen(line) != req->answer_consumed - consumed - 1)
+		json = NULL;
+	else
+		json = parse_whole(line, strlen(line));
 	pfree(line);
 	if (!cJSON_IsObject(json))
 	{
