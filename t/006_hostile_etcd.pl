@@ -221,6 +221,11 @@ my $progress = '{"result":{"header":{"revision":"10"}}}' . "\n";
 		  . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"'
 		  . encode_base64('/leader_election/tap/3e7', '')
 		  . '","mod_revision":"11"}}]}} <html>proxy error</html>' . "\n" ] },
+	# the same with a NUL byte before the junk
+	watch_nul_byte => { %queued, '/v3/watch' => [ 200, $created
+		  . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"'
+		  . encode_base64('/leader_election/tap/3e7', '')
+		  . '","mod_revision":"11"}}]}}' . "\0<html>proxy error</html>\n" ] },
 	watch_error     => { %queued, '/v3/watch' => [ 200, $created
 		  . '{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}'
 		  . "\n" ] },
@@ -428,6 +433,7 @@ my @watch_cases = (
 	[ watch_not_json => qr/sent a watch message that is not JSON/ ],
 	[ watch_trailing_data => qr/sent a watch message that is not JSON/ ],
 	[ watch_error    => qr/ended the watch with an error: etcdserver: no leader/ ],
+	[ watch_nul_byte => qr/sent a watch message that is not JSON/ ],
 	[ watch_http_503 => qr/answered HTTP 503: etcdserver: no leader/ ],
 	# short of its Content-Length, in the middle of a DELETE event
 	[ watch_cut_off  => qr/answer from etcd at \S+ broke off: transfer closed with \d+ bytes remaining/ ],
