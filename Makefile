@@ -67,9 +67,10 @@ test:
 # etcd answer (t/fuzz/etcd_answers.c; clang and libclang-rt-14-dev), run for
 # FUZZ_SECONDS on the committed seed corpus t/fuzz/corpus (real etcd answers),
 # the inputs of past findings (t/fuzz/regressions) and what earlier runs added
-# in tmp_check_fuzz/corpus.  Fails on a crash, a
-# sanitizer report, a leak, an ereport(ERROR) or a timeout; the input that did
-# it is kept in tmp_check_fuzz/findings/.  Not part of all or install.
+# in tmp_check_fuzz/corpus.  Fails on a crash, a sanitizer report, a leak, an
+# ereport(ERROR), a timeout or a broken promise of a parser (see the target's
+# header); the input that did it is kept in tmp_check_fuzz/findings/.  Not
+# part of all or install.
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 8192
 FUZZ_CC ?= clang
@@ -105,4 +106,4 @@ fuzz: $(FUZZ_BIN)
 		echo "fuzz: replay one with $(FUZZ_BIN) <input> (FUZZ_VERBOSE=1 says what each parser made of it)"; \
 		exit 1; \
 	fi; \
-	echo "fuzz: found nothing in $(FUZZ_SECONDS) s (no crash, leak, ereport(ERROR) or timeout)"
+	echo "fuzz: found nothing in $(FUZZ_SECONDS) s (no crash, leak, ereport(ERROR), timeout or broken promise)"

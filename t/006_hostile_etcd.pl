@@ -130,6 +130,9 @@ $modes{grant_no_ttl} = { '/v3/lease/grant' => [ 200, '{"header":{"revision":"5"}
 $modes{grant_negative_id} = { '/v3/lease/grant' => [ 200, '{"header":{"revision":"5"},"ID":"-4242","TTL":"5"}' ] };
 $modes{grant_array} = { '/v3/lease/grant' => [ 200, '[{"ID":"4242","TTL":"5"}]' ] };
 $modes{grant_ttl_object} = { '/v3/lease/grant' => [ 200, '{"ID":"4242","TTL":{"seconds":5}}' ] };
+# a good grant with something after it: not an answer etcd sent
+$modes{grant_trailing_data} = { '/v3/lease/grant' =>
+	  [ 200, '{"header":{"revision":"5"},"ID":"4242","TTL":"5"}<html>proxy error</html>' ] };
 $modes{header_revision_object} = { '/v3/kv/txn:read' => [ 200,
 	'{"header":{"revision":{"value":10}},"succeeded":true,"responses":[]}' ] };
 
@@ -174,15 +177,17 @@ sub endless
 	};
 }
 
-# A watch that confirms, then starts an event it never finishes: the
-# connection ends mid-message, short of its Content-Length.
+# An answer that ends after $part, short of the Content-Length it claims.
+sub cut_off
+{
+	my ($part) = @_;
+	return sub {
+		my ($client) = @_;
+		write_all($client, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			  . "Content-Length: 4096\r\nConnection: close\r\n\r\n$part");
+	};
+}
 my $created = '{"result":{"header":{"revision":"10"},"created":true}}' . "\n";
-my $cut_off = sub {
-	my ($client) = @_;
-	my $part = $created . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"L2xl';
-	write_all($client, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		  . "Content-Length: 4096\r\nConnection: close\r\n\r\n$part");
-};
 
 my $block = 64 * 1024;
 # what etcd sends while nothing happens (a progress notification), 40 bytes
@@ -190,6 +195,8 @@ my $progress = '{"result":{"header":{"revision":"10"}}}' . "\n";
 %modes = (
 	%modes,
 	queued => {%queued},
+	reset  => { '/v3/lease/grant' => [ 418,
+		'{"error":"between two cases","message":"between two cases","code":2}' ] },
 	# renewals come once the node holds a key: in the queue
 	keepalive_no_result => { %queued, '/v3/lease/keepalive' => [ 200, '{"result":[]}' ] },
 	# a unary answer of 300 MB, to the worker's lease grant
@@ -203,8 +210,22 @@ my $progress = '{"result":{"header":{"revision":"10"}}}' . "\n";
 		  endless($created . '{"result":{"header":{"revision":"10"},"x":"', 'a' x $block) },
 	watch_endless_lines => { %queued, '/v3/watch' =>
 		  endless($created, $progress x 1600) },
-	watch_cut_off   => { %queued, '/v3/watch' => $cut_off },
+	# a watch that confirms, then starts an event it never finishes
+	watch_cut_off   => { %queued, '/v3/watch' => cut_off($created
+		  . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"L2xl') },
+	# a grant cut off after its ID
+	grant_cut_off   => { '/v3/lease/grant' => cut_off('{"header":{"revision":"5"},"ID":"4242"') },
 	watch_not_json  => { %queued, '/v3/watch' => [ 200, $created . "<html>proxy error</html>\n" ] },
+	# the deletion of the key ahead, with something after it on its line
+	watch_trailing_data => { %queued, '/v3/watch' => [ 200, $created
+		  . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"'
+		  . encode_base64('/leader_election/tap/3e7', '')
+		  . '","mod_revision":"11"}}]}} <html>proxy error</html>' . "\n" ] },
+	# the same with a NUL byte before the junk
+	watch_nul_byte => { %queued, '/v3/watch' => [ 200, $created
+		  . '{"result":{"header":{"revision":"11"},"events":[{"type":"DELETE","kv":{"key":"'
+		  . encode_base64('/leader_election/tap/3e7', '')
+		  . '","mod_revision":"11"}}]}}' . "\0<html>proxy error</html>\n" ] },
 	watch_error     => { %queued, '/v3/watch' => [ 200, $created
 		  . '{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}'
 		  . "\n" ] },
@@ -322,12 +343,10 @@ my $worker = le_worker_pid($node);
 my $worker_hwm = vm_kb($worker, 'VmHWM');
 note "worker $worker: VmHWM $worker_hwm kB at the start";
 
-# Each mode: last_error (or, for the cluster record, ineligible_reason) names
-# the problem, the node does not lead, and the server keeps serving queries.
-sub check_mode
+# What leader_status() says is wrong, once it matches $expected (or after 30 s).
+sub wait_for_error
 {
-	my ($mode, $expected) = @_;
-	set_mode($mode);
+	my ($expected) = @_;
 	my $seen = '';
 	my $deadline = time + 30;
 	while (time < $deadline)
@@ -337,6 +356,27 @@ sub check_mode
 		last if $seen =~ $expected;
 		usleep(50_000);
 	}
+	return $seen;
+}
+
+# Each mode: last_error (or, for the cluster record, ineligible_reason) names
+# the problem, the node does not lead, and the server keeps serving queries.
+# If what it shows already matches (several cases expect the same words), a
+# mode of its own comes first, so that what is seen is not left over.
+sub check_mode
+{
+	my ($mode, $expected) = @_;
+	my $seen = $node->safe_psql('postgres',
+		"SELECT concat_ws(' / ', last_error, ineligible_reason) FROM leader_status()");
+	if ($seen =~ $expected)
+	{
+		set_mode('reset');
+		$seen = wait_for_error(qr/answered HTTP 418: between two cases/);
+		die "the reset between two cases did not show: $seen"
+		  unless $seen =~ /HTTP 418/;
+	}
+	set_mode($mode);
+	$seen = wait_for_error($expected);
 	like($seen, $expected, "$mode: leader_status() says what was wrong");
 	is($node->safe_psql('postgres', 'SELECT leader_is_primary()'),
 		'f', "$mode: the node does not lead");
@@ -365,6 +405,8 @@ my @cases = (
 	# valid JSON of the wrong shape or type
 	[ grant_array      => qr/not a JSON object/ ],
 	[ grant_ttl_object => qr/lease grant without a valid TTL/ ],
+	[ grant_trailing_data => qr/sent an answer that is not a JSON object/ ],
+	[ grant_cut_off => qr/answer from etcd at \S+ broke off: transfer closed with \d+ bytes remaining/ ],
 	[ keepalive_no_result    => qr/keepalive without a result/ ],
 	[ header_revision_object => qr/txn without a valid header revision/ ],
 	@http_cases,
@@ -389,10 +431,12 @@ cmp_ok($watches, '>', 0, 'queued: and watches');
 
 my @watch_cases = (
 	[ watch_not_json => qr/sent a watch message that is not JSON/ ],
+	[ watch_trailing_data => qr/sent a watch message that is not JSON/ ],
 	[ watch_error    => qr/ended the watch with an error: etcdserver: no leader/ ],
+	[ watch_nul_byte => qr/sent a watch message that is not JSON/ ],
 	[ watch_http_503 => qr/answered HTTP 503: etcdserver: no leader/ ],
 	# short of its Content-Length, in the middle of a DELETE event
-	[ watch_cut_off  => qr/transfer closed with \d+ bytes remaining|ended the watch/ ],
+	[ watch_cut_off  => qr/answer from etcd at \S+ broke off: transfer closed with \d+ bytes remaining/ ],
 	# one message that never ends: the cap ends the watch
 	[ watch_endless_line => qr/answer from etcd at \S+ exceeds 2097152 bytes/ ],);
 foreach my $case (@watch_cases)

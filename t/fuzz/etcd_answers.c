@@ -191,6 +191,25 @@ decode_values(const EtcdElectionRead *read)
 	}
 }
 
+/*
+ * Whether an answer is one JSON value and whitespace, by cJSON's own check
+ * (looser than the parsers': it takes any control byte for whitespace).
+ */
+static bool
+one_json_value(const EtcdRequest *req)
+{
+	cJSON	   *json;
+	bool		one;
+
+	if (req->answer == NULL)
+		return false;
+	/* the write callback leaves a NUL after the answer: part of the check */
+	json = cJSON_ParseWithLengthOpts(req->answer, req->answer_len + 1, NULL, true);
+	one = (json != NULL);
+	cJSON_Delete(json);
+	return one;
+}
+
 static void
 parse_unary(Parser parser, EtcdRequest *req)
 {
@@ -282,6 +301,8 @@ parse_unary(Parser parser, EtcdRequest *req)
 		check_failure(err);
 	else if (req->overflow || req->curl_result != CURLE_OK || req->http_status != 200)
 		fail("unary", "accepted an answer that did not arrive whole with HTTP 200");
+	else if (!one_json_value(req))
+		fail("unary", "accepted an answer that is not one JSON value");
 }
 
 /* Reads every complete message; false once the watch is over (broken, canceled). */
