@@ -15,7 +15,7 @@ fi
 
 # Bounds, so that a hanging test fails the run instead of eating CI's time.
 REGRESS_TIMEOUT=${LE_REGRESS_TIMEOUT:-180}
-TAP_TIMEOUT=${LE_TAP_TIMEOUT:-1200}
+TAP_TIMEOUT=${LE_TAP_TIMEOUT:-1800}
 FUZZ_TIMEOUT=$((${LE_FUZZ_SECONDS:-15} + 300))	# its build included
 trap le_cleanup EXIT
 

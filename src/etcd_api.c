@@ -838,7 +838,7 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 
 	*revision = 0;
 	/* etcd refused the watch as a whole: the answer is one error object */
-	if (req->done && req->http_status != 200)
+	if (req->http_status != 200 && (req->done || req->http_status != 0))
 	{
 		cJSON_Delete(answer_json(req, err));
 		return ETCD_WATCH_BROKEN;

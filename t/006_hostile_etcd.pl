@@ -529,14 +529,9 @@ for my $case ([ grpc_error => qr/answered HTTP 503: etcdserver: no leader/ ],
 		"$mode: logged at most once over 3 s of retries");
 }
 # A watch that breaks each time it is made (the node queued behind a key
-# that stays): retried with backoff and logged once.
-# TODO: fails, a bug in src/election.c (reported, not this test's to fix):
-# the read before each new watch succeeds, and clear_failure() resets the
-# backoff and the memory of what was logged, so the watch is made again
-# every ~100 ms and each round logs "answers again" and the WARNING anew.
-TODO:
+# that stays): retried with backoff and logged once, although the read
+# before each new watch succeeds.
 {
-	local $TODO = 'election.c: a read resets the backoff and the log of a watch that keeps breaking';
 	set_mode('watch_not_json');
 	my $message = qr/WARNING:  leader_election: etcd at \S+ sent a watch message that is not JSON/;
 	$node->poll_query_until('postgres',
