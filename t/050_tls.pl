@@ -5,9 +5,25 @@
 # certificate is rotated: new files at new paths, a reload, the old files
 # deleted and every connection dropped, so that the worker must make new
 # TLS connections with the new files; it must keep its leadership (same
-# fencing token) throughout. Last, a reload that names a missing or
-# unreadable file is refused with a clear log line, SHOW keeps the old value,
-# and the leader leads on; ALTER SYSTEM refuses such a value at once.
+# fencing token) throughout. A reload that names a missing or unreadable
+# file is refused with a clear log line, SHOW keeps the old value, and the
+# leader leads on; ALTER SYSTEM refuses such a value at once.
+#
+# Then the failures: a node that cannot trust etcd, or that etcd cannot
+# trust, never leads, stays up, and says why in leader_status().last_error
+# and in its log. node3 goes through every case by reloading its settings:
+# unknown CA (a CA file that did not sign etcd's certificate, and the
+# system's CAs), a server certificate for another host only (the hostile
+# answer: a server that proves it is someone else), an expired server
+# certificate, a key that does not match the client certificate, and no
+# client certificate at all. Between two cases node3 points at a port where
+# nothing listens, so each case's error is new, not left over. node3 starts
+# with a key file that does not exist: it comes up (PostgreSQL sets an
+# extension's invalid setting from postgresql.conf to its default with a
+# WARNING at start) and does not lead. At the end, good settings make it
+# lead without a restart, from the same worker process.
+#
+# No private key appears in any node's log or leader_status().
 
 use strict;
 use warnings;
@@ -197,15 +213,161 @@ is($n2->safe_psql('postgres', 'SELECT count(*) FROM pg_file_settings WHERE error
 	'0', 'postgresql.conf has no refused line left');
 
 #
-# No private key in any node log or in leader_status()
+# TLS failures, on node3 in an election of its own
+#
+my $bad_prefix = '/leader_election/t050bad';
+my $bad_ttl    = 2;
+
+# etcds no client should trust; they ask for no client certificate
+my $expired = EtcdServer->new('expired',
+	tls_dir          => $certs,
+	server_cert      => 'expired',
+	client_cert_auth => 0);
+my $wronghost = EtcdServer->new('wronghost',
+	tls_dir          => $certs,
+	server_cert      => 'wronghost',
+	client_cert_auth => 0);
+$_->start foreach ($expired, $wronghost);
+
+# nothing listens here
+my $dead = 'http://127.0.0.1:' . PostgreSQL::Test::Cluster::get_free_port();
+
+my %ok_files = (
+	ca_file   => "$certs/ca.crt",
+	cert_file => "$certs/client.crt",
+	key_file  => "$certs/client.key");
+my $missing_key = "$certs/no-such.key";
+
+#
+# Start with a key file that does not exist
+#
+my $n3 = le_node('node3', $etcd,
+	prefix     => $bad_prefix,
+	lease_ttl  => $bad_ttl,
+	extra_conf => tls_conf($ok_files{ca_file}, $ok_files{cert_file}, $missing_key),
+	start      => 0);
+ok($n3->start(fail_ok => 1), 'node3 starts with a key file that does not exist');
+$n3->safe_psql('postgres', 'CREATE EXTENSION leader_election');
+ok(log_wait($n3, qr/\Q$missing_key\E/, 0),
+	'... its log names the missing file');
+ok(status_wait($n3, sub { defined $_[0]{last_error} }),
+	'... leader_status() shows an error');
+is( le_holds(
+		2 * $bad_ttl,
+		sub {
+			return 'node3 leads' if le_leaders($n3);
+			return '';
+		}),
+	'',
+	'... and does not lead');
+note 'last_error: ' . (le_status($n3)->{last_error} // 'NULL');
+my $worker = le_worker_pid($n3);
+
+#
+# Each failure
+#
+my @cases = (
+	{
+		name     => 'unknown CA (ca_file of another CA)',
+		settings => { ca_file => "$certs/ca2.crt" },
+		why      => qr/issuer|unknown|untrusted|not trusted/i,
+	},
+	{
+		name     => 'unknown CA (empty ca_file: the system\'s CAs)',
+		settings => { ca_file => '' },
+		why      => qr/issuer|unknown|untrusted|not trusted/i,
+	},
+	{
+		name     => 'a server certificate for another host',
+		endpoint => $wronghost->url,
+		why      => qr/host ?name|subject name/i,
+	},
+	{
+		name     => 'an expired server certificate',
+		endpoint => $expired->url,
+		why      => qr/expired/i,
+	},
+	{
+		name     => 'a key that does not match the client certificate',
+		settings => { key_file => "$certs/other.key" },
+		why      => qr/private key|key.*match/i,
+	},
+	{
+		name     => 'no client certificate',
+		settings => { cert_file => '', key_file => '' },
+		why      => qr/certificate|alert|handshake/i,
+	},
+);
+
+foreach my $case (@cases)
+{
+	my $name = $case->{name};
+
+	# first an unrelated error, so that the case's own error is seen new
+	set_conf($n3, endpoints => $dead, %ok_files);
+	ok( status_wait(
+			$n3,
+			sub {
+				($_[0]{endpoint} // '') eq $dead
+				  && ($_[0]{last_error} // '') ne ''
+				  && $_[0]{last_error} !~ $case->{why};
+			}),
+		"$name: node3 first fails on a closed port");
+
+	my $endpoint = $case->{endpoint} // $etcd->url;
+	my $offset = set_conf($n3, endpoints => $endpoint, %ok_files,
+		%{ $case->{settings} || {} });
+	ok( status_wait(
+			$n3,
+			sub {
+				($_[0]{endpoint} // '') eq $endpoint
+				  && ($_[0]{last_error} // '') =~ $case->{why};
+			}),
+		"$name: last_error says why");
+	note "$name: last_error: " . (le_status($n3)->{last_error} // 'NULL');
+	ok(log_wait($n3, $case->{why}, $offset), "$name: so does the log");
+	is( le_holds(
+			$bad_ttl,
+			sub {
+				my $st = le_status($n3);
+				return "role $st->{role}" if $st->{role} ne 'disconnected'
+				  && $st->{role} ne 'follower';
+				return 'leader_is_primary()' if le_leaders($n3);
+				return '';
+			}),
+		'',
+		"$name: node3 does not lead");
+	my ($state, $err) = le_sqlstate($n3, 'SELECT * FROM leader_candidates()');
+	is($state, '08006', "$name: leader_candidates() fails with 08006")
+	  or diag $err;
+}
+
+my @mine = grep { $_->{value} eq 'node3' } $etcd->get_prefix($bad_prefix);
+is(scalar(@mine), 0, 'node3 never put a key into the election');
+ok(kill(0, le_postmaster_pid($n3)), 'the server is up');
+is(le_worker_pid($n3), $worker, 'the same worker process ran every case');
+unlike(slurp_file($n3->logfile),
+	qr/terminated by signal|was terminated|PANIC|server process .* exited with exit code [^0]/,
+	'no process crashed');
+
+#
+# Good settings: the node leads, without a restart
+#
+set_conf($n3, endpoints => $etcd->url, %ok_files);
+ok(le_wait_leader($n3), 'with good settings node3 leads');
+is(le_status($n3)->{last_error}, undef, '... with no error');
+is(le_candidate_names($n3), 'node3', 'leader_candidates() on node3 works');
+
+#
+# No private key in any node's log or leader_status()
 #
 my @key_lines;
-foreach my $k (glob("$certs/*.key"))
+foreach my $k (glob("$certs/*.key"), glob("$files/*/*.key"))
 {
 	push @key_lines, grep { length($_) >= 40 && !/-----/ }
 	  split /\n/, slurp_file($k);
 }
-foreach my $node ($n1, $n2)
+foreach my $node ($n1, $n2, $n3)
 {
 	is( secrets_in(
 			slurp_file($node->logfile)
@@ -215,8 +377,7 @@ foreach my $node ($n1, $n2)
 		$node->name . ': no private key in its log or leader_status()');
 }
 
-$n1->stop;
-$n2->stop;
+$_->stop foreach ($n1, $n2, $n3);
 $proxy->stop;
-$etcd->stop;
+$_->stop foreach ($etcd, $expired, $wronghost);
 done_testing();

@@ -588,6 +588,11 @@ root role and runs `etcdctl auth enable`; every later etcdctl call of this
 object (and curl of http_request) authenticates as root. Auth is kept in the
 data directory across stop/start.
 
+=item $etcd->change_password($name, $password)
+
+`etcdctl user passwd` (as root once auth is enabled). etcd drops the user's
+simple tokens and moves the auth revision.
+
 =item $etcd->root_password()
 
 =cut
@@ -620,6 +625,22 @@ sub enable_auth
 	$self->etcdctl('auth', 'enable');
 	$self->{root_password} = $root_password;
 	note "etcd $self->{name}: auth enabled";
+	return;
+}
+
+sub change_password
+{
+	my ($self, $name, $password) = @_;
+	my ($out, $err) = ('', '');
+	local $ENV{ETCDCTL_API} = 3;
+	# without --interactive etcdctl reads the new password from stdin
+	my $ok = eval {
+		IPC::Run::run(
+			$self->_etcdctl_cmd('user', 'passwd', $name, '--interactive=false'),
+			'<', \"$password\n", '>', \$out, '2>', \$err,
+			IPC::Run::timeout(30));
+	};
+	croak "etcdctl user passwd $name failed: $err$@" unless $ok;
 	return;
 }
 

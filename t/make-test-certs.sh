@@ -14,6 +14,10 @@
 #   client.crt, client.key    a client certificate, clientAuth, with no
 #                             Common Name (see below)
 #   client2.crt, client2.key  another one, for rotation
+#   client-cn.crt, client-cn.key
+#                             a client certificate with a Common Name
+#                             (CN=pgnode), which etcd refuses at its gateway
+#                             once auth is enabled
 #   expired.crt, expired.key  a server certificate like server.crt whose
 #                             validity ended in 2020 (notBefore 2019)
 #   wronghost.crt, wronghost.key
@@ -74,6 +78,7 @@ make_ca ca2 '/CN=leader_election unknown CA'
 make_cert server ca '/CN=etcd-server' "$server_ext"
 make_cert client ca '/O=leader_election test client' "$client_ext"
 make_cert client2 ca '/O=leader_election test client 2' "$client_ext"
+make_cert client-cn ca '/CN=pgnode' "$client_ext"
 make_cert wronghost ca '/CN=wrong.example' "$wrong_ext"
 make_cert ca2-server ca2 '/CN=etcd-server' "$server_ext"
 newkey other.key
@@ -111,7 +116,7 @@ openssl ca -batch -notext -config expired-ca/ca.cnf -extfile expired-ca/ext \
 rm -rf expired-ca expired.csr ca.srl ca2.srl
 
 # Sanity: what the tests rely on.
-openssl verify -CAfile ca.crt server.crt client.crt client2.crt wronghost.crt >/dev/null
+openssl verify -CAfile ca.crt server.crt client.crt client2.crt client-cn.crt wronghost.crt >/dev/null
 openssl verify -CAfile ca2.crt ca2-server.crt >/dev/null
 if openssl verify -CAfile ca.crt expired.crt >/dev/null 2>&1; then
 	echo "make-test-certs.sh: expired.crt is not expired" >&2
