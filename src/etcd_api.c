@@ -525,10 +525,20 @@ answer_json(EtcdRequest *req, char *err)
 		json = parse_whole(req->answer, req->answer_len);
 	if (req->http_status != 200)
 	{
+		char	   *text = NULL;
+
 		message = json ? etcd_answer_error(json) : NULL;
+		/* a plain-text refusal (etcd's gateway has some): its first line */
+		if (message == NULL && json == NULL && req->answer_len > 0)
+		{
+			text = pnstrdup(req->answer, Min(strcspn(req->answer, "\r\n"), 200));
+			message = text[0] != '\0' ? text : NULL;
+		}
 		set_error(err, "etcd at %s answered HTTP %ld: %s", req->endpoint,
 				  req->http_status, message ? message : "(no message)");
 		cJSON_Delete(json);
+		if (text)
+			pfree(text);
 		return NULL;
 	}
 	if (!cJSON_IsObject(json))
