@@ -460,7 +460,7 @@ etcd_answer_error(const cJSON *json)
 		message = message ? message : error->valuestring;
 	else
 		return NULL;
-	return message ? message : "(no message)";
+	return (message != NULL && message[0] != '\0') ? message : "(no message)";
 }
 
 /* curl results that mean TLS failed: a certificate, a key or the handshake. */
