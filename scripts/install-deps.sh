@@ -13,6 +13,7 @@ packages=(
 	libdbd-pg-perl                      # DBD::Pg: a second libpq client in t/019_routing.pl
 	procps util-linux                   # pgrep; runuser to drop root
 	strace                              # bench/handover.sh syscall count
+	clang libclang-rt-14-dev            # `make fuzz`: clang and its libFuzzer/sanitizer runtimes
 	openssl curl                        # test certificates (t/make-test-certs.sh); etcd's /metrics in TAP tests
 )
 

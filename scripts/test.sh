@@ -15,7 +15,8 @@ fi
 
 # Bounds, so that a hanging test fails the run instead of eating CI's time.
 REGRESS_TIMEOUT=${LE_REGRESS_TIMEOUT:-180}
-TAP_TIMEOUT=${LE_TAP_TIMEOUT:-1200}
+TAP_TIMEOUT=${LE_TAP_TIMEOUT:-1800}
+FUZZ_TIMEOUT=$((${LE_FUZZ_SECONDS:-15} + 300))	# its build included
 trap le_cleanup EXIT
 
 le_heading "etcd for pg_regress on 127.0.0.1:23790"
@@ -28,6 +29,15 @@ le_heading "pg_regress (make installcheck, REGRESS part)"
 regress_rc=0
 timeout "$REGRESS_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck TAP_TESTS= 2>&1 |
 	tee "$LE_WORK/regress.out" || regress_rc=$?
+
+# The fuzz target for the parsing of etcd's answers (t/fuzz), briefly: it needs no server,
+# and it fails the run if it finds a crash, a sanitizer report, a leak or an ereport(ERROR).
+# `make fuzz` alone runs it longer (FUZZ_SECONDS, default 60).
+le_heading "fuzz: the parsing of etcd answers (make fuzz FUZZ_SECONDS=${LE_FUZZ_SECONDS:-15})"
+fuzz_rc=0
+timeout "$FUZZ_TIMEOUT" make PG_CONFIG="$PG_CONFIG" fuzz FUZZ_SECONDS="${LE_FUZZ_SECONDS:-15}" 2>&1 |
+	tee "$LE_WORK/fuzz.out" || fuzz_rc=$?
+((fuzz_rc != 124)) || echo "the fuzz target was stopped after ${FUZZ_TIMEOUT} s"
 
 # Two TAP files at a time: most of their time is spent waiting for leases and
 # replication, and each starts its own etcd and nodes on free ports.
@@ -76,10 +86,17 @@ tap_pass=$(grep -cE '^t/[^ ]+\.pl \.+ ok' "$LE_WORK/tap.out" || true)
 tap_fail=$(grep -cE '^t/[^ ]+\.pl +\(Wstat:' "$LE_WORK/tap.out" || true)
 ((tap_rc == 0 || tap_fail > 0)) || tap_fail=1
 
+# The fuzz run counts as one test.
+fuzz_pass=$((fuzz_rc == 0 ? 1 : 0)) fuzz_fail=$((fuzz_rc == 0 ? 0 : 1))
+
 le_heading "Summary"
 printf '  pg_regress (sql/):  %s  (%d passed, %d failed)\n' \
 	"$( ((regress_rc == 0)) && echo PASS || echo FAIL)" "$regress_pass" "$regress_fail"
+printf '  fuzz (t/fuzz/):     %s  (%s)\n' "$( ((fuzz_rc == 0)) && echo PASS || echo FAIL)" \
+	"$(grep -oE '^  Done [0-9]+ runs in [0-9]+ second\(s\)' "$LE_WORK/fuzz.out" | sed 's/^  //' ||
+		echo "exit $fuzz_rc")"
 printf '  TAP tests (t/):     %s  (%d passed, %d failed)\n' \
 	"$( ((tap_rc == 0)) && echo PASS || echo FAIL)" "$tap_pass" "$tap_fail"
-echo "leader_election: $((regress_pass + tap_pass)) passed, $((regress_fail + tap_fail)) failed"
-((regress_rc == 0 && tap_rc == 0))
+echo "leader_election: $((regress_pass + fuzz_pass + tap_pass)) passed," \
+	"$((regress_fail + fuzz_fail + tap_fail)) failed"
+((regress_rc == 0 && fuzz_rc == 0 && tap_rc == 0))

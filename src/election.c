@@ -197,8 +197,11 @@ send_read(Election *e, int64 max_create_revision, int tag)
 static void
 clear_failure(Election *e)
 {
-	e->backoff_ms = 0;
 	e->retry_at = 0;
+	/* a watch that keeps breaking is not cured by the read before it */
+	if (e->watch_failing)
+		return;
+	e->backoff_ms = 0;
 	if (e->last_error[0] != '\0')
 		ereport(LOG,
 				(errmsg("leader_election: etcd at %s answers again",
@@ -359,9 +362,7 @@ el_enter(Election *e, ElectionPhase to)
 			cancel_watch(e);
 			break;
 		case EP_LAPSED:
-			/* a leadership that comes back is a new term */
-			if (from == EP_LEADING)
-				le_shared_end_term();
+			/* leadership was cleared above: one that comes back is a new term */
 			el_drop_request(&e->request);
 			cancel_watch(e);
 			e->watch_from = 0;
@@ -443,6 +444,7 @@ el_leave_with(Election *e, const char *reason, bool release, const char *record_
 	e->create_revision = 0;
 	e->key[0] = '\0';
 	e->followed_leader = false;
+	e->watch_failing = false;
 	e->stream_lost_at = 0;
 	e->queue_position = -1;
 	e->leader_known = false;
@@ -798,6 +800,7 @@ on_watch_messages(Election *e)
 			case ETCD_WATCH_CREATED:
 			case ETCD_WATCH_PUT:
 			case ETCD_WATCH_OTHER:
+				e->watch_failing = false;
 				break;
 			case ETCD_WATCH_DELETED:
 				/* our own handover's delete may be seen before its answer */
@@ -836,6 +839,7 @@ on_watch_messages(Election *e)
 				return;
 			case ETCD_WATCH_BROKEN:
 				/* the first in line re-watches from watch_from at the retry time */
+				e->watch_failing = true;
 				el_note_failure(e, err, e->watch);
 				cancel_watch(e);
 				if (!el_holds_first_place(e->phase))

@@ -79,6 +79,8 @@ struct Election
 	int64		create_revision;	/* 0: not queued */
 	/* this candidacy queued behind a leader: a standby may take over */
 	bool		followed_leader;
+	/* a watch broke and none has been confirmed since: reads do not clear it */
+	bool		watch_failing;
 	/* a standby streaming an older timeline than the cluster's, since */
 	uint64		behind_since;
 

@@ -385,9 +385,11 @@ get_int64(const cJSON *obj, const char *field, int64 *out)
 	{
 		double		d = item->valuedouble;
 
+		/* exact integers only; converted after the check, not before it */
+		if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
+			return false;
 		*out = (int64) d;
-		return d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
-			(double) *out == d;
+		return (double) *out == d;
 	}
 	return false;
 }
@@ -423,6 +425,29 @@ get_base64(const cJSON *obj, const char *field, size_t *len)
 	return decoded;
 }
 
+/*
+ * text (len bytes) as one JSON value with nothing after it but whitespace,
+ * or NULL: an answer with more (a second object, a proxy's page appended)
+ * is not one etcd sent.  The caller owns the result (cJSON_Delete).
+ */
+static cJSON *
+parse_whole(const char *text, size_t len)
+{
+	const char *end = NULL;
+	cJSON	   *json = cJSON_ParseWithLengthOpts(text, len, &end, false);
+
+	if (json == NULL)
+		return NULL;
+	while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+		end++;
+	if (end != text + len)
+	{
+		cJSON_Delete(json);
+		return NULL;
+	}
+	return json;
+}
+
 const char *
 etcd_answer_error(const cJSON *json)
 {
@@ -435,7 +460,7 @@ etcd_answer_error(const cJSON *json)
 		message = message ? message : error->valuestring;
 	else
 		return NULL;
-	return message ? message : "(no message)";
+	return (message != NULL && message[0] != '\0') ? message : "(no message)";
 }
 
 /* curl results that mean TLS failed: a certificate, a key or the handshake. */
@@ -483,21 +508,37 @@ answer_json(EtcdRequest *req, char *err)
 	}
 	if (req->curl_result != CURLE_OK)
 	{
-		set_error(err, "%s etcd at %s: %s",
-				  is_tls_failure(req->curl_result) ? "TLS failed with" : "could not reach",
-				  req->endpoint,
-				  req->curl_error[0] ? req->curl_error :
-				  curl_easy_strerror(req->curl_result));
+		/* with a status, etcd was reached: its answer broke off */
+		if (req->http_status != 0)
+			set_error(err, "answer from etcd at %s broke off: %s", req->endpoint,
+					  req->curl_error[0] ? req->curl_error :
+					  curl_easy_strerror(req->curl_result));
+		else
+			set_error(err, "%s etcd at %s: %s",
+					  is_tls_failure(req->curl_result) ? "TLS failed with" : "could not reach",
+					  req->endpoint,
+					  req->curl_error[0] ? req->curl_error :
+					  curl_easy_strerror(req->curl_result));
 		return NULL;
 	}
 	if (req->answer != NULL)
-		json = cJSON_ParseWithLength(req->answer, req->answer_len);
+		json = parse_whole(req->answer, req->answer_len);
 	if (req->http_status != 200)
 	{
+		char	   *text = NULL;
+
 		message = json ? etcd_answer_error(json) : NULL;
+		/* a plain-text refusal (etcd's gateway has some): its first line */
+		if (message == NULL && json == NULL && req->answer_len > 0)
+		{
+			text = pnstrdup(req->answer, Min(strcspn(req->answer, "\r\n"), 200));
+			message = text[0] != '\0' ? text : NULL;
+		}
 		set_error(err, "etcd at %s answered HTTP %ld: %s", req->endpoint,
 				  req->http_status, message ? message : "(no message)");
 		cJSON_Delete(json);
+		if (text)
+			pfree(text);
 		return NULL;
 	}
 	if (!cJSON_IsObject(json))
@@ -803,10 +844,11 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 	const cJSON *event;
 	const char *message;
 	EtcdWatchEvent what = ETCD_WATCH_OTHER;
+	size_t		consumed = req->answer_consumed;
 
 	*revision = 0;
 	/* etcd refused the watch as a whole: the answer is one error object */
-	if (req->done && req->http_status != 200)
+	if (req->http_status != 200 && (req->done || req->http_status != 0))
 	{
 		cJSON_Delete(answer_json(req, err));
 		return ETCD_WATCH_BROKEN;
@@ -822,7 +864,15 @@ etcd_watch_next(EtcdRequest *req, int64 *revision, char *err)
 			cJSON_Delete(answer_json(req, err));
 		return ETCD_WATCH_BROKEN;
 	}
-	json = cJSON_Parse(line);
+	/*
+	 * etcd_request_next_line() took the line and its newline; its copy of a
+	 * line with a NUL byte ended there, short of the newline.
+	 */
+	if (req->answer_consumed > consumed &&
+		strlen(line) != req->answer_consumed - consumed - 1)
+		json = NULL;
+	else
+		json = parse_whole(line, strlen(line));
 	pfree(line);
 	if (!cJSON_IsObject(json))
 	{

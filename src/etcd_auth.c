@@ -24,6 +24,7 @@
 
 #include "etcd_api.h"
 #include "etcd_auth.h"
+#include "printable.h"
 #include "shared_state.h"
 
 char *
@@ -58,7 +59,7 @@ etcd_auth_answer(long http_status, const char *answer, size_t len, char *token, 
 	if (contains(message, "authentication is not enabled"))
 		outcome = ETCD_AUTH_NOT_ENABLED;
 	else if (message != NULL)
-		snprintf(err, LE_ERROR_LEN, "%s", message);
+		le_printable(message, strlen(message), err, LE_ERROR_LEN);
 	else if (http_status != 200 || !cJSON_IsObject(json))
 		snprintf(err, LE_ERROR_LEN, "HTTP %ld without a JSON answer", http_status);
 	else if (!cJSON_IsString(item) || item->valuestring[0] == '\0' ||

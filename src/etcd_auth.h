@@ -28,7 +28,7 @@ typedef enum EtcdAuthOutcome
 	ETCD_AUTH_REFUSED			/* err says why */
 } EtcdAuthOutcome;
 
-/* err (LE_ERROR_LEN) gets etcd's reason; the caller names the endpoint and user. */
+/* err (LE_ERROR_LEN) gets etcd's reason, printable; the caller names the endpoint and user. */
 extern EtcdAuthOutcome etcd_auth_answer(long http_status, const char *answer, size_t len,
 										char *token, char *err);
 

@@ -117,6 +117,10 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t		n = size * nmemb;
 	size_t		unread = req->answer_len - req->answer_consumed;
 
+	/* a stream's status is known before it ends: its lines are read meanwhile */
+	if (req->http_status == 0)
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->http_status);
+
 	/* Streams drop what was already taken before growing. */
 	if (req->answer_consumed > 0)
 	{

@@ -110,8 +110,13 @@ static struct
 	/* the fence made XactReadOnly true; user_read_only holds the user's value */
 	bool		forced_read_only;
 	bool		user_read_only;
-	/* the term its statements ran in as leader, until it got an xid */
+	/*
+	 * the term its statements ran in as leader, until it got an xid: the
+	 * fencing token, and when that leadership began (a leadership that
+	 * lapses and comes back keeps its token)
+	 */
 	uint64		write_term;
+	TimestampTz write_term_since;
 	/* SET TRANSACTION SNAPSHOT: its snapshot may be older than the term */
 	bool		imported_snapshot;
 	/* counted in commits_in_flight from its commit-time check to its end */
@@ -199,15 +204,14 @@ began_before(TimestampTz since)
  * after its snapshot was taken.
  */
 static bool
-transaction_fenced(bool log_bypass, uint64 *term)
+transaction_fenced(bool log_bypass, uint64 *term, TimestampTz *since)
 {
-	TimestampTz since = 0;
-
-	if (fenced_now(log_bypass, term, &since))
+	*since = 0;
+	if (fenced_now(log_bypass, term, since))
 		return true;
 	if (*term == 0)
 		return false;			/* bypass, or the fence is off */
-	return (began_before(since) ||
+	return (began_before(*since) ||
 			fence.imported_snapshot ||
 			(fence.forced_read_only && FirstSnapshotSet));
 }
@@ -222,6 +226,7 @@ forget_transaction(void)
 	fence.ran_bypassed = false;
 	fence.forced_read_only = false;
 	fence.write_term = 0;
+	fence.write_term_since = 0;
 	fence.imported_snapshot = false;
 }
 
@@ -265,10 +270,11 @@ static bool
 enter_statement(bool log_bypass)
 {
 	uint64		term;
+	TimestampTz since;
 	bool		fenced;
 
 	see_transaction();
-	fenced = transaction_fenced(log_bypass, &term);
+	fenced = transaction_fenced(log_bypass, &term, &since);
 	le_session_follow_node(le_fence_applies() && term == 0);
 	if (fenced)
 	{
@@ -288,7 +294,10 @@ enter_statement(bool log_bypass)
 		{
 			fence.ran_as_leader = true;
 			if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+			{
 				fence.write_term = term;
+				fence.write_term_since = since;
+			}
 		}
 	}
 	return fenced;
@@ -569,17 +578,18 @@ fence_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					int subId, void *arg)
 {
 	uint64		term;
+	TimestampTz since;
 
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	/* C code that creates or drops large objects directly (contrib lo) */
 	if ((access == OAT_POST_CREATE || access == OAT_DROP) &&
-		classId == LargeObjectRelationId && transaction_fenced(false, &term))
+		classId == LargeObjectRelationId && transaction_fenced(false, &term, &since))
 		fence_error("large objects cannot be created or dropped");
 	if (access != OAT_FUNCTION_EXECUTE || fence.explain_only)
 		return;
 	see_transaction();
-	if (!transaction_fenced(false, &term))
+	if (!transaction_fenced(false, &term, &since))
 		return;
 
 	switch (function_effect(objectId))
@@ -608,12 +618,13 @@ static void
 check_commit(bool prepare)
 {
 	uint64		term;
+	TimestampTz since = 0;
 	bool		fenced;
 
 	/* At exit, a session drops its temporary objects: let it. */
 	if (proc_exit_inprogress || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		return;
-	fenced = fenced_now(false, &term, NULL);
+	fenced = fenced_now(false, &term, &since);
 	if (!fenced && term == 0)
 		return;					/* the fence is off, or bypassed */
 
@@ -632,7 +643,9 @@ check_commit(bool prepare)
 						"this transaction wrote outside any statement the fence saw, so it cannot be prepared" :
 						"this transaction wrote outside any statement the fence saw, so it cannot commit");
 	}
-	else if (fence.ran_as_leader && fence.write_term != term)
+	/* a leadership that lapsed and came back is a new term with the same token */
+	else if (fence.ran_as_leader &&
+			 (fence.write_term != term || fence.write_term_since != since))
 	{
 		LeaderView	view;
 		uint64		valid_until;
@@ -646,6 +659,9 @@ check_commit(bool prepare)
 						view.node_name) :
 				 errmsg("cannot commit on node \"%s\": the transaction wrote in an earlier leadership term",
 						view.node_name),
+				 fence.write_term == term ?
+				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node's leadership lapsed since and began again, with the same token, after the transaction started.",
+						   term) :
 				 errdetail("It wrote while the node led with fencing token " UINT64_FORMAT "; the node lost leadership since and now leads with fencing token " UINT64_FORMAT ".",
 						   fence.write_term, term),
 				 errhint("Retry the transaction.")));

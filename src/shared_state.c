@@ -138,14 +138,6 @@ le_shared_clear_leadership(void)
 }
 
 void
-le_shared_end_term(void)
-{
-	/* validity first: a term changes only while no validity claims it */
-	le_shared_clear_leadership();
-	pg_atomic_exchange_u64(&le_shared->term, 0);
-}
-
-void
 le_shared_set_recorded_wal(uint64 wal_end)
 {
 	if (pg_atomic_exchange_u64(&le_shared->recorded_wal_end, wal_end) != wal_end)
@@ -164,8 +156,16 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 {
 	bool		changed;
 
-	/* a new term is written only while no validity claims the old one */
-	if (valid_until_us == 0 || pg_atomic_read_u64(&le_shared->term) != term)
+	uint64		previous_until = pg_atomic_read_u64(&le_shared->valid_until_us);
+
+	/*
+	 * A new term is written only while no validity claims the old one.  A
+	 * validity claimed after a time without one -- cleared, or run out by
+	 * the clock (confirmations refused, a lapsed lease) -- begins a new
+	 * term even with the same token: backends saw no leader in between.
+	 */
+	if (valid_until_us == 0 || pg_atomic_read_u64(&le_shared->term) != term ||
+		previous_until == 0 || le_clock_us() >= previous_until)
 	{
 		le_shared_clear_leadership();
 		if (valid_until_us != 0)

@@ -17,7 +17,9 @@
  *   valid_until_us is 0: term_since, then term, are written before the
  *   validity that claims them, so a backend that reads valid_until_us, then
  *   term, then term_since (le_leader_term_now()) never pairs a validity with
- *   an older term, nor a term with an older start.
+ *   an older term, nor a term with an older start.  A validity claimed
+ *   after a time without one (0, or run out by the clock) begins a new term
+ *   even with the same fencing token: the fence compares both.
  * - ship_until is how long walsenders may ship WAL as this node's leadership
  *   (wal_shipping.c): the worker moves it forward while it leads or hands
  *   over, and never back; it lapses by itself.
@@ -184,11 +186,6 @@ extern void le_shared_attach_worker(void);
 
 /* Ends leadership now, before anything else says so. */
 extern void le_shared_clear_leadership(void);
-/*
- * Clears leadership, and makes the next leadership a new term even if it
- * has the same fencing token: what was written before does not commit in it.
- */
-extern void le_shared_end_term(void);
 
 /* The cluster record in etcd holds this WAL position for the leader (0: none). */
 extern void le_shared_set_recorded_wal(uint64 wal_end);

@@ -46,25 +46,12 @@ le_bypass_psql($_, 'CREATE TABLE mon (node text, round int)') foreach @nodes;
 
 my $mon = tw_monitor_start(nodes => \@nodes, table => 'mon');
 
-# Polls $cond every 50 ms for up to $timeout s; the seconds it took, or undef.
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 # Exactly one leader, and the other node queued behind it; returns both.
 sub settled
 {
 	my ($what) = @_;
 	my ($leader, $other);
-	my $t = time_until(
+	my $t = le_time_until(
 		60,
 		sub {
 			my @l = le_leaders(@nodes);
@@ -146,7 +133,7 @@ sub nobody_leads
 	$etcd->start_member($stop[0]);
 	$etcd->wait_raft_leader;
 	my $t_quorum = time();
-	my $one = time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
+	my $one = le_time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
 	my $after = defined $one ? $t_quorum + $one - $t_start : undef;
 	ok(defined $one && $one <= 2 * $ttl,
 		"$what: exactly one leader within 2 x TTL of quorum being restored");
@@ -199,7 +186,7 @@ sub nobody_leads
 	is(nobody_leads($left > 0 ? $left : 0), '', "$what: nobody leads while etcd is frozen");
 	my $t_thaw = time();
 	$etcd->resume_all;
-	my $one = time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
+	my $one = le_time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
 	ok(defined $one && $one <= 2 * $ttl,
 		"$what: exactly one leader within 2 x TTL of the thaw");
 	note sprintf('%s: frozen for %.2f s; one node (%s) led %.2f s after the thaw',

@@ -51,19 +51,6 @@ my $n2 = le_node('node2', $etcd, prefix => $prefix, lease_ttl => $ttl);
 ok($n2->poll_query_until('postgres', 'SELECT role, queue_position FROM leader_status()',
 		'follower|1'), 'node2 is queued behind node1');
 
-# Polls $cond every 20 ms for up to $timeout s; the seconds it took, or undef.
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(20_000);
-	}
-	return undef;
-}
-
 #
 # a. SIGTERM to the worker of a leader whose etcd became slow.
 #
@@ -77,7 +64,7 @@ $proxy->set_delay($delay);
 	usleep(300_000);
 	my $t0 = time();
 	kill 'TERM', $pid;
-	my $gone = time_until(30, sub { !kill(0, $pid) || _zombie($pid) });
+	my $gone = le_time_until(30, sub { !kill(0, $pid) || _zombie($pid) });
 	ok(defined $gone && $gone < 2, "$what: the worker exits within 2 s of SIGTERM");
 	note sprintf('%s: the worker exited %.0f ms after SIGTERM', $what, 1000 * ($gone // -1));
 	ok(le_wait_leader($n2), "$what: node2 leads");
@@ -115,7 +102,7 @@ sub _zombie
 	$n1->append_conf('postgresql.conf', "leader_election.node_name = 'node1b'\n");
 	my $t0 = time();
 	$n1->safe_psql('postgres', 'SELECT pg_reload_conf()');
-	my $seen = time_until(30,
+	my $seen = le_time_until(30,
 		sub { $n1->safe_psql('postgres', 'SELECT node_name FROM leader_status()') eq 'node1b' });
 	ok(defined $seen && $seen < 2, "$what: leader_status() shows the new node_name within 2 s");
 	note sprintf('%s: the new node_name was shown %.0f ms after pg_reload_conf()',

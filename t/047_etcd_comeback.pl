@@ -58,38 +58,27 @@ my $writer = tw_writer_start(connstr => le_rw_connstr(@nodes), table => 'w',
 	pause_ms => 10);
 my $mon = tw_monitor_start(nodes => \@nodes, table => 'mon');
 
-# Polls $cond every 50 ms for up to $timeout s; the seconds it took, or undef.
-sub time_until
-{
-	my ($timeout, $cond) = @_;
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if $cond->();
-		usleep(50_000);
-	}
-	return undef;
-}
-
 sub leader_names { return join(',', map { $_->name } le_leaders(@nodes)); }
 
 # n1 leads with no error, n2 is queued behind it; n1's status. Bounded by
-# 60 s rather than poll_query_until's 180 s: should n2 have taken over, n1
-# never leads again, and the test should fail without waiting minutes.
+# $bound s (default 60) rather than poll_query_until's 180 s: should n2 have
+# taken over, n1 never leads again, and the test should fail without
+# waiting minutes.
 sub settled
 {
-	my ($what) = @_;
+	my ($what, $bound) = @_;
+	$bound //= 60;
 	$etcd->wait_healthy;
-	ok( defined time_until(
-			60,
+	ok( defined le_time_until(
+			$bound,
 			sub {
 				$n1->safe_psql('postgres',
 					'SELECT leader_is_primary(), last_error IS NULL FROM leader_status()')
 				  eq 't|t';
 			}),
 		"$what: n1 leads, no error");
-	ok( defined time_until(
-			60,
+	ok( defined le_time_until(
+			$bound,
 			sub {
 				$n2->safe_psql('postgres', 'SELECT role, queue_position FROM leader_status()')
 				  eq 'follower|1';
@@ -106,14 +95,14 @@ sub settled
 	my $before = settled($what);
 	my $t0 = time();
 	$etcd->pause_all;
-	ok( defined time_until(2 * $ttl,
+	ok( defined le_time_until(2 * $ttl,
 			sub { $n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f' }),
 		"$what: n1 is fenced while etcd is frozen");
 	my $left = $t0 + $ttl + 2 - time();
 	usleep($left * 1_000_000) if $left > 0;
 	my $t_thaw = time();
 	$etcd->resume_all;
-	my $one = time_until(4 * $ttl, sub { leader_names() eq 'n1' });
+	my $one = le_time_until(4 * $ttl, sub { leader_names() eq 'n1' });
 	ok(defined $one && $one <= 2 * $ttl, "$what: n1 leads again within 2 x TTL of the thaw");
 	note sprintf('%s: frozen %.2f s; n1 led again %.2f s after the thaw',
 		$what, $t_thaw - $t0, $one // -1);
@@ -142,7 +131,7 @@ sub settled
 	my $t0 = time();
 	$etcd->kill9($_) foreach @stop;
 	note "$what: n1 talks to member $m; members @stop killed";
-	ok( defined time_until(2 * $ttl,
+	ok( defined le_time_until(2 * $ttl,
 			sub { $n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 'f' }),
 		"$what: n1 is fenced while quorum is lost");
 	note sprintf('%s: n1 fenced %.3f s after quorum was lost', $what, time() - $t0);
@@ -155,7 +144,7 @@ sub settled
 	$etcd->start_member($stop[0]);
 	$etcd->wait_raft_leader;
 	my $t_quorum = time();
-	my $one = time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
+	my $one = le_time_until(4 * $ttl, sub { le_leaders(@nodes) == 1 });
 	my $who = leader_names();
 	ok(defined $one && $one <= $ttl,
 		"$what: one leader again within the TTL of quorum being restored");
@@ -174,14 +163,15 @@ sub settled
 	like($err, qr/25006/, "$what: the transaction that wrote before the lapse "
 		  . 'does not commit after it (25006)');
 	$bg->quit;
-	ok( defined time_until(
-			30, sub { $n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 't' }),
+	ok( defined le_time_until(
+			2 * $ttl, sub { $n1->safe_psql('postgres', 'SELECT leader_is_primary()') eq 't' }),
 		"$what: n1 leads");
 	is($n1->safe_psql('postgres', 'SELECT count(*) FROM w WHERE id = -1'), '0',
 		"$what: ... and has no row of that transaction");
 
 	$etcd->start_member($stop[1]);
-	settled("$what, after");
+	# n1 leads already, or (should n2 have taken over) never again
+	settled("$what, after", 2 * $ttl);
 }
 
 my $r = $mon->stop;

@@ -77,7 +77,7 @@ our @EXPORT = qw(
   le_leader_and_follower le_refused
   le_replicated_cluster le_rw_connstr le_psql_connstr le_rw_until
   le_cluster_record le_wait_cluster_record le_system_identifier
-  le_rejoin le_grace le_holds le_stream_via_proxy
+  le_rejoin le_grace le_holds le_stream_via_proxy le_time_until
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -915,6 +915,28 @@ sub le_stream_via_proxy
 		"SELECT count(*) FROM pg_stat_replication WHERE application_name = '$name' "
 		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1');
 	return ($proxy, $streaming);
+}
+
+=pod
+
+=item le_time_until($timeout_s, $cond)
+
+Polls $cond every 20 ms for up to $timeout_s seconds; returns the seconds it
+took to become true, or undef. For tests that measure how long a fault took
+to heal.
+
+=cut
+
+sub le_time_until
+{
+	my ($timeout, $cond) = @_;
+	my $t0 = time();
+	while (time() - $t0 < $timeout)
+	{
+		return time() - $t0 if $cond->();
+		usleep(20_000);
+	}
+	return undef;
 }
 
 =pod
