@@ -463,11 +463,17 @@ etcd_answer_error(const cJSON *json)
 	return (message != NULL && message[0] != '\0') ? message : "(no message)";
 }
 
-/* curl results that mean TLS failed: a certificate, a key or the handshake. */
+/*
+ * Whether TLS failed: a certificate, a key or the handshake.  A server
+ * that refuses our certificate sends an alert that curl reports as a
+ * failed receive, with OpenSSL's words.
+ */
 static bool
-is_tls_failure(CURLcode result)
+is_tls_failure(EtcdRequest *req)
 {
-	switch (result)
+	if (strstr(req->curl_error, "SSL") != NULL)
+		return true;
+	switch (req->curl_result)
 	{
 		case CURLE_SSL_CONNECT_ERROR:
 		case CURLE_PEER_FAILED_VERIFICATION:
@@ -514,11 +520,13 @@ answer_json(EtcdRequest *req, char *err)
 					  req->curl_error[0] ? req->curl_error :
 					  curl_easy_strerror(req->curl_result));
 		else
-			set_error(err, "%s etcd at %s: %s",
-					  is_tls_failure(req->curl_result) ? "TLS failed with" : "could not reach",
+			set_error(err, "%s etcd at %s: %s%s",
+					  is_tls_failure(req) ? "TLS failed with" : "could not reach",
 					  req->endpoint,
 					  req->curl_error[0] ? req->curl_error :
-					  curl_easy_strerror(req->curl_result));
+					  curl_easy_strerror(req->curl_result),
+					  strstr(req->curl_error, "private key") != NULL ?
+					  " (is it the key of leader_election.cert_file?)" : "");
 		return NULL;
 	}
 	if (req->answer != NULL)
