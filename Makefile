@@ -11,6 +11,7 @@ OBJS = \
 	src/etcd_auth.o \
 	src/etcd_client.o \
 	src/etcd_api.o \
+	src/etcd_results.o \
 	src/replication.o \
 	src/cluster_record.o \
 	src/term_record.o \
@@ -76,7 +77,7 @@ FUZZ_MAX_LEN ?= 8192
 FUZZ_CC ?= clang
 FUZZ_DIR = tmp_check_fuzz
 FUZZ_BIN = $(FUZZ_DIR)/etcd_answers
-FUZZ_SRCS = t/fuzz/etcd_answers.c t/fuzz/pg_shim.c src/etcd_api.c src/etcd_auth.c src/printable.c \
+FUZZ_SRCS = t/fuzz/etcd_answers.c t/fuzz/pg_shim.c src/etcd_api.c src/etcd_results.c src/etcd_auth.c src/printable.c \
 	src/term_record.c src/cluster_record.c
 # Assertions on, as in a cassert build; PostgreSQL's headers ask for gcc's
 # gnu_printf, which clang does not know.

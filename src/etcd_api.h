@@ -1,7 +1,8 @@
 /*
  * etcd_api.h
  *		The etcd v3 calls the election needs, over the JSON gateway: request
- *		bodies on the way out, typed and validated results on the way back.
+ *		bodies on the way out (etcd_api.c), typed and validated results on
+ *		the way back (etcd_results.c).
  */
 #ifndef LEADER_ELECTION_ETCD_API_H
 #define LEADER_ELECTION_ETCD_API_H

@@ -2,8 +2,9 @@
  * etcd_answers.c
  *		libFuzzer target for the parsing of every answer etcd gives the
  *		extension: the *_result functions and etcd_watch_next() of
- *		src/etcd_api.c, and the decoding of the values those answers carry
- *		(the leadership term, the cluster record).
+ *		src/etcd_results.c, the authenticate answer (src/etcd_auth.c), and
+ *		the decoding of the values those answers carry (the leadership
+ *		term, the cluster record).
  *
  * One input is a selector byte and an answer body.  The selector's low
  * nibble chooses the parser (enum below), its high nibble how the transfer
