@@ -16,6 +16,7 @@ OBJS = \
 	src/cluster_record.o \
 	src/term_record.o \
 	src/election.o \
+	src/reading.o \
 	src/election_view.o \
 	src/lease.o \
 	src/standing.o \

@@ -5,7 +5,8 @@
  *		by create revision, and a watch on the key just ahead; the phases and
  *		their one transition function, el_enter().  The other files of the
  *		state machine (election_internal.h) own what a phase does: the lease
- *		(lease.c), standing (standing.c), taking over (takeover.c), the
+ *		(lease.c), what a read of the election decides (reading.c), standing
+ *		(standing.c), taking over (takeover.c), the
  *		cluster record (record_keeping.c), promotion (promotion.c), handover
  *		and shutdown (handover.c), new settings (reconfigure.c), and the view
  *		in shared memory (election_view.c).
@@ -194,8 +195,8 @@ send_read(Election *e, int64 max_create_revision, int tag)
  * Partial successes (a grant, a renewal) do not count, or an etcd that fails
  * later in the cycle would be retried and logged without backoff.
  */
-static void
-clear_failure(Election *e)
+void
+el_clear_failure(Election *e)
 {
 	e->retry_at = 0;
 	/* a watch that keeps breaking is not cured by the read before it */
@@ -480,8 +481,8 @@ election_create(MemoryContext context, EtcdClient *client,
 
 
 /* Watches target from revision on, unless that watch already runs here. */
-static void
-watch_key(Election *e, const char *target, int64 revision)
+void
+el_watch_key(Election *e, const char *target, int64 revision)
 {
 	if (e->watch != NULL && strcmp(target, e->watched_key) == 0 &&
 		strcmp(e->watch->endpoint, etcd_client_endpoint(e->client)) == 0)
@@ -552,7 +553,7 @@ election_step(Election *e)
 			case EP_LEADING:
 			case EP_HANDING_OVER:
 				if (e->watch == NULL && e->watch_from != 0)
-					watch_key(e, e->key, e->watch_from);
+					el_watch_key(e, e->key, e->watch_from);
 				if (e->phase == EP_HANDING_OVER)
 					break;
 				/* FALLTHROUGH */
@@ -620,168 +621,6 @@ on_campaign_answer(Election *e, EtcdRequest *req)
 	}
 	e->create_revision = create_revision;
 	el_enter(e, EP_LOOKING);
-}
-
-/* The leader as a read of the whole election (or up to our key) shows it. */
-static void
-take_leader(Election *e, const EtcdCandidates *queue)
-{
-	e->leader_known = queue->count > 0;
-	if (!e->leader_known)
-		return;
-	strlcpy(e->leader_name, queue->keys[0].name, sizeof(e->leader_name));
-	e->fencing_token = queue->keys[0].create_revision;
-}
-
-/* Holding nothing, the node read the election: it campaigns if it may stand. */
-static void
-on_observe_answer(Election *e, EtcdRequest *req)
-{
-	char		err[LE_ERROR_LEN];
-	EtcdElectionRead read;
-	uint64		now = le_clock_us();
-
-	if (e->phase != EP_OBSERVING)
-		return;
-	if (!etcd_read_election_result(req, e->config.prefix, &read, err))
-	{
-		el_note_failure(e, err, req);
-		e->leader_known = false;
-		return;
-	}
-	take_leader(e, &read.queue);
-	el_take_record(e, &read);
-	el_take_term(e, &read);
-	e->next_read = now + (uint64) e->config.lease_ttl_s * 1000000 / 3;
-	e->eligible = el_may_stand(e, now);
-	if (e->eligible)
-		el_enter(e, EP_GRANTING);
-	else
-		clear_failure(e);		/* this read is all an observer does */
-}
-
-/*
- * A read of the election answered: in "looking", as a queued node's
- * refresh, or as a claim or confirmation of the term (the same reads, after
- * a write that holds only while our key is first).  The queue decides.
- */
-static void
-on_range_answer(Election *e, EtcdRequest *req)
-{
-	char		err[LE_ERROR_LEN];
-	EtcdElectionRead read;
-	int			own = -1;
-	bool		first;
-	bool		confirms = (req->tag == REQ_CLAIM || req->tag == REQ_CONFIRM);
-	uint64		now = le_clock_us();
-
-	if (!etcd_read_election_result(req, e->config.prefix, &read, err))
-	{
-		el_note_failure(e, err, req);
-		/* a claim decides on a fresh read of the term: read again */
-		if (e->phase == EP_LOOKING || e->phase == EP_TAKING_OVER)
-			el_enter(e, EP_BACKING_OFF);
-		return;
-	}
-	e->refresh_due = false;
-
-	/* Our key must still be there with our revision: no phantom leader. */
-	for (int i = 0; i < read.queue.count; i++)
-		if (strcmp(read.queue.keys[i].key, e->key) == 0 &&
-			read.queue.keys[i].create_revision == e->create_revision)
-			own = i;
-	if (own < 0)
-	{
-		el_leave(e, "its key was deleted", false);
-		return;
-	}
-
-	clear_failure(e);
-	el_take_record(e, &read);
-	el_take_term(e, &read);
-	first = (own == 0);
-	e->queue_position = own;
-	take_leader(e, &read.queue);
-	if (!first)
-		e->followed_leader = true;
-
-	/* etcd took the write only while our key was first: valid from its sending */
-	if (confirms && read.confirmed)
-	{
-		uint64		ttl_us = (uint64) e->lease_ttl_s * 1000000;
-
-		e->term_claimed = true;
-		e->confirmed_until = Max(e->confirmed_until,
-								 req->started_us + ttl_us - el_margin_us(e->lease_ttl_s));
-	}
-
-	if (el_holds_first_place(e->phase))
-	{
-		if (!read.confirmed)
-		{
-			el_leave(e, "its key is no longer first in line", false);
-			return;
-		}
-		/*
-		 * A record naming another primary means someone took over -- unless
-		 * it names an older timeline of this cluster than the one this node
-		 * writes on: a stale record (an old backup put back), which the
-		 * leader writes again below.
-		 */
-		if (e->phase == EP_LEADING && e->record.exists &&
-			!cluster_record_names(&e->record, &e->replication, e->config.node_name) &&
-			!(e->record.readable &&
-			  e->record.system_identifier == e->replication.system_identifier &&
-			  e->record.timeline < e->replication.timeline))
-		{
-			el_leave(e, e->record.readable ? "the cluster record names another primary" :
-				  "the cluster record is unreadable", true);
-			return;
-		}
-	}
-	else if (e->phase == EP_TAKING_OVER && confirms && read.confirmed)
-	{
-		/* claimed: it still stands by what it read with the claim? */
-		e->eligible = el_may_stand(e, now);
-		if (!e->eligible)
-		{
-			el_leave(e, e->ineligible_reason, true);
-			return;
-		}
-		el_enter(e, e->replication.in_recovery ? EP_PROMOTING : EP_LEADING);
-	}
-	else
-	{
-		/* a node about to queue or take over must still stand */
-		e->eligible = el_may_stand(e, now);
-		if (!e->eligible)
-		{
-			el_leave(e, e->ineligible_reason, true);
-			return;
-		}
-		if (first && e->replication.in_recovery && !e->followed_leader)
-		{
-			el_leave(e, "a standby takes over only from a leader it queued behind", true);
-			return;
-		}
-		if (!first)
-			el_enter(e, EP_QUEUED);
-		else if (e->phase != EP_TAKING_OVER)
-			el_enter(e, EP_TAKING_OVER);
-	}
-	if (e->phase == EP_NO_LEASE || e->phase == EP_LOOKING)
-		return;
-
-	/* The first in line watches its own key; everyone else its predecessor. */
-	watch_key(e, first ? e->key : read.queue.keys[own - 1].key, read.queue.revision + 1);
-	/* the next in line also sees each confirmation of the one ahead */
-	if (e->phase == EP_QUEUED && own == 1)
-		el_watch_term(e, read.queue.revision + 1);
-	else
-		el_cancel_term_watch(e);
-
-	if (e->phase == EP_LEADING && e->request == NULL && el_record_due(e, &read.queue))
-		el_send_record(e, el_recordable_wal_end(), false);
 }
 
 /* Reads whatever the watch stream has delivered. */
@@ -885,12 +724,12 @@ election_process(Election *e)
 				on_campaign_answer(e, req);
 				break;
 			case REQ_OBSERVE:
-				on_observe_answer(e, req);
+				el_on_observe_answer(e, req);
 				break;
 			case REQ_RANGE:
 			case REQ_CLAIM:
 			case REQ_CONFIRM:
-				on_range_answer(e, req);
+				el_on_range_answer(e, req);
 				break;
 			case REQ_VERIFY:
 				el_on_verify_answer(e, req);

@@ -185,6 +185,12 @@ extern void el_revoke_lease(Election *e, int64 lease_id);
 extern void el_leave_with(Election *e, const char *reason, bool release,
 						  const char *record_value);
 extern void el_leave(Election *e, const char *reason, bool release);
+extern void el_clear_failure(Election *e);
+extern void el_watch_key(Election *e, const char *target, int64 revision);
+
+/* reading.c: what a read of the election decides */
+extern void el_on_observe_answer(Election *e, EtcdRequest *req);
+extern void el_on_range_answer(Election *e, EtcdRequest *req);
 
 /* election_view.c: what shared memory shows */
 extern void el_publish(Election *e);
