@@ -155,6 +155,12 @@ le_fence_applies(void)
 	return !RecoveryInProgress();
 }
 
+bool
+le_fence_node_fenced(void)
+{
+	return le_fence_applies() && !le_is_leader_now();
+}
+
 /*
  * Not the leader, fence on, and no bypass in effect: a bypass counts only
  * while the current user is a superuser, whoever set it (a role or database

@@ -14,6 +14,9 @@ extern bool le_fence_bypass;
  */
 extern bool le_fence_applies(void);
 
+/* Whether the fence applies here and the node does not lead: writes are refused. */
+extern bool le_fence_node_fenced(void);
+
 /* From _PG_init, while shared_preload_libraries is processed. */
 extern void le_fence_install(void);
 

@@ -324,7 +324,7 @@ _PG_init(void)
 
 	le_shmem_install_hooks();
 	le_fence_install();
-	le_session_mode_install();
+	le_session_mode_install(le_fence_node_fenced);
 	le_wal_shipping_install();
 
 	memset(&worker, 0, sizeof(worker));

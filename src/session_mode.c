@@ -31,13 +31,14 @@
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 
-#include "fence.h"
 #include "session_mode.h"
-#include "shared_state.h"
 
 #define SETTING "default_transaction_read_only"
 
 static ClientAuthentication_hook_type prev_client_authentication = NULL;
+
+/* The fence's answer to "is this node fenced now?" */
+static bool (*node_fenced_now) (void) = NULL;
 
 /* The setting as the session had it before the fence overrode it. */
 static bool configured_read_only = false;
@@ -101,12 +102,13 @@ follow_node_at_authentication(Port *port, int status)
 	if (prev_client_authentication)
 		prev_client_authentication(port, status);
 	if (status == STATUS_OK)
-		le_session_follow_node(le_fence_applies() && !le_is_leader_now());
+		le_session_follow_node(node_fenced_now());
 }
 
 void
-le_session_mode_install(void)
+le_session_mode_install(bool (*node_fenced) (void))
 {
+	node_fenced_now = node_fenced;
 	prev_client_authentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = follow_node_at_authentication;
 }

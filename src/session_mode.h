@@ -6,8 +6,12 @@
 #ifndef LEADER_ELECTION_SESSION_MODE_H
 #define LEADER_ELECTION_SESSION_MODE_H
 
-/* From _PG_init, while shared_preload_libraries is processed. */
-extern void le_session_mode_install(void);
+/*
+ * From _PG_init, while shared_preload_libraries is processed.  node_fenced
+ * says whether a new session's node is fenced now (the fence decides; this
+ * file only reports it).
+ */
+extern void le_session_mode_install(bool (*node_fenced) (void));
 
 /*
  * At every statement start: the session reports "on" while its node is
