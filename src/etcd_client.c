@@ -490,6 +490,19 @@ etcd_client_idle(EtcdClient *client)
 	return client->requests == NULL;
 }
 
+/*
+ * A finished transfer got no usable answer from its endpoint (so the next
+ * one is tried): no connection, a broken transfer, no status, or a 5xx.  An
+ * answer refused for its size was etcd answering.
+ */
+static bool
+no_usable_answer(const EtcdRequest *req)
+{
+	return (req->curl_result != CURLE_OK &&
+			!(req->curl_result == CURLE_WRITE_ERROR && req->overflow)) ||
+		req->http_status == 0 || req->http_status >= 500;
+}
+
 /* The authenticate call finished: send the waiting requests, or fail them. */
 static void
 on_authenticated(EtcdClient *client, EtcdRequest *auth)
@@ -497,8 +510,7 @@ on_authenticated(EtcdClient *client, EtcdRequest *auth)
 	char		reason[LE_ERROR_LEN];
 	char		message[LE_ERROR_LEN];
 	EtcdAuthOutcome outcome = ETCD_AUTH_REFUSED;
-	bool		transport_failed = auth->curl_result != CURLE_OK || auth->http_status == 0 ||
-		auth->http_status >= 500;
+	bool		transport_failed = no_usable_answer(auth);
 
 	client->authenticating = NULL;
 	if (auth->overflow)
@@ -590,10 +602,7 @@ collect_finished(EtcdClient *client)
 		if (retry_with_new_token(client, req))
 			continue;
 		req->done = true;
-		req->transport_failed = (req->curl_result != CURLE_OK &&
-								 !(req->curl_result == CURLE_WRITE_ERROR &&
-								   req->overflow)) ||
-			req->http_status == 0 || req->http_status >= 500;
+		req->transport_failed = no_usable_answer(req);
 	}
 }
 
