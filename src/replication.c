@@ -223,6 +223,17 @@ replication_standby_flushed(const WalStreams *streams, const char *application_n
 	return found;
 }
 
+bool
+replication_commits_wait_for_standbys(void)
+{
+	bool		defined;
+
+	/* read without a lock, as SyncRepWaitForLSN() does first */
+	defined = ((volatile WalSndCtlData *) WalSndCtl)->sync_standbys_defined;
+	pg_read_barrier();
+	return defined;
+}
+
 const WalStream *
 replication_stream(const WalStreams *streams, const char *application_name)
 {
