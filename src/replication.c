@@ -229,7 +229,13 @@ replication_commits_wait_for_standbys(void)
 	bool		defined;
 
 	/* read without a lock, as SyncRepWaitForLSN() does first */
+#ifdef SYNC_STANDBY_DEFINED
+	/* 15.13 and later: a status with flags */
+	defined = (((volatile WalSndCtlData *) WalSndCtl)->sync_standbys_status &
+			   SYNC_STANDBY_DEFINED) != 0;
+#else
 	defined = ((volatile WalSndCtlData *) WalSndCtl)->sync_standbys_defined;
+#endif
 	pg_read_barrier();
 	return defined;
 }
