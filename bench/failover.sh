@@ -521,12 +521,16 @@ for MODE in "${MODE_LIST[@]}"; do
 		sed 's/^/  /' "$LE_WORK/detail.$key"
 	done
 done
-printf '  %-50s %3s %s\n' "leader_resign() until psql returned, ms" \
-	"$(cat "$LE_WORK"/call.* | wc -l)" "$(cat "$LE_WORK"/call.* | le_stats)"
-printf '  %-50s %3s %s\n' "between repetitions: rejoin (pg_rewind), ms" \
-	"$(cat "$LE_WORK"/rejoin.* | wc -l)" "$(cat "$LE_WORK"/rejoin.* | le_stats)"
-printf '  %-50s %3s %s\n' "writer started -> both standbys stand, ms" \
-	"$(cat "$LE_WORK"/settle.* | wc -l)" "$(cat "$LE_WORK"/settle.* | le_stats)"
+# $1: label, $2: what (the files <what>.*): N, min, median and max over every mode and kind
+stats_line() {
+	local v
+	v=$(cat "$LE_WORK/$2".* 2>/dev/null) || true
+	[[ -n $v ]] || return 0
+	printf '  %-50s %3s %s\n' "$1" "$(echo "$v" | wc -l)" "$(echo "$v" | le_stats)"
+}
+stats_line "leader_resign() until psql returned, ms" call
+stats_line "between repetitions: rejoin (pg_rewind), ms" rejoin
+stats_line "writer started -> both standbys stand, ms" settle
 for MODE in "${MODE_LIST[@]}"; do
 	[[ -n $(cat "$LE_WORK"/rate."$MODE".* 2>/dev/null) ]] || continue
 	echo "  synchronous_mode = $MODE: the client committed" \
