@@ -198,8 +198,8 @@ sync_table() {
 	for ((i = 1; i <= LE_NODES; i++)); do
 		le_node_up "$i" || continue
 		printf '  node%s: ' "$i"
-		le_psql "$i" "SELECT format('%s %s, mode %s, synchronous_standby %s, set %s,
-				automatic_failover %s, published %s, yielded %s, synchronous_standby_names %L',
+		le_psql "$i" "SELECT format('%s %s, mode %s, synchronous_standby %s, set %s, '
+				|| 'automatic_failover %s, published %s, yielded %s, synchronous_standby_names %L',
 				role, coalesce(phase, '-'), synchronous_mode, synchronous_standby,
 				synchronous_standbys, automatic_failover, coalesce(published_lsn::text, '-'),
 				coalesce(yielded, '-'), current_setting('synchronous_standby_names'))
