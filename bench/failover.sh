@@ -16,7 +16,7 @@
 # pg_rewind from the new primary) and the next repetition starts once both standbys stream
 # from the primary and stand in the queue (and, in sync mode, the leader has a synchronous
 # standby on record).
-# Before that, (c): what sync mode costs commits: pgbench against the leader with off and with on,
+# Then (c): what sync mode costs commits: pgbench against the leader with off and with on,
 # interleaved in the same run, tps of each and the ratio on/off.
 # Usage: bench/failover.sh [N_CRASH [N_SWITCH]]   defaults 10 and 10 (per mode);
 #        FAILOVER_MODES (default "off on"; a build without leader_election.synchronous_mode runs
@@ -305,25 +305,6 @@ pgbench_run() {
 }
 
 read -ra MODE_LIST <<<"$MODES"
-if ((PGB_SECS > 0)); then
-	le_heading "(c) commit throughput: pgbench -n -c 4 -j 2 -T $PGB_SECS ($PGB_WORKLOAD) on the leader, $PGB_ROUNDS round(s) per mode"
-	if [[ $PGB_WORKLOAD == insert ]]; then
-		le_psql 1 "CREATE TABLE tps_bench (client integer NOT NULL)"
-		echo 'INSERT INTO tps_bench (client) VALUES (:client_id);' >"$LE_WORK/insert.sql"
-	else
-		pgbench -i -q -s 4 -h "$LE_WORK" -p $((LE_PORT_BASE + 1)) -U postgres postgres \
-			>"$LE_WORK/pgbench-init.log" 2>&1 ||
-			{ cat "$LE_WORK/pgbench-init.log" >&2; le_die "pgbench -i failed"; }
-	fi
-	for ((r = 1; r <= PGB_ROUNDS; r++)); do
-		if ((r % 2)); then order=("${MODE_LIST[@]}"); else
-			order=()
-			for ((k = ${#MODE_LIST[@]} - 1; k >= 0; k--)); do order+=("${MODE_LIST[k]}"); done
-		fi
-		for m in "${order[@]}"; do pgbench_run "$m" "$r"; done
-	done
-fi
-
 # $1: crash | switchover, $2: repetitions, $3: first run number. Uses MODE; the files of a kind are
 # named <what>.<MODE>.<kind>.
 declare -A timeouts=() errors=() outside=()
@@ -459,6 +440,28 @@ for MODE in "${MODE_LIST[@]}"; do
 		run switchover "$N_SWITCH" $((base + 1000))
 	fi
 done
+# (c) last: pgbench writes a lot of WAL, which wal_keep_size keeps and every pg_rewind of a
+# rejoin would copy (seconds more per repetition).
+if ((PGB_SECS > 0)); then
+	le_find_leader || le_until 30 le_find_leader || { diagnose; le_die "no leader"; }
+	le_heading "(c) commit throughput: pgbench -n -c 4 -j 2 -T $PGB_SECS ($PGB_WORKLOAD) on the leader, $PGB_ROUNDS round(s) per mode"
+	if [[ $PGB_WORKLOAD == insert ]]; then
+		le_psql "$LE_LEADER" "CREATE TABLE tps_bench (client integer NOT NULL)"
+		echo 'INSERT INTO tps_bench (client) VALUES (:client_id);' >"$LE_WORK/insert.sql"
+	else
+		pgbench -i -q -s 4 -h "$LE_WORK" -p $((LE_PORT_BASE + LE_LEADER)) -U postgres postgres \
+			>"$LE_WORK/pgbench-init.log" 2>&1 ||
+			{ cat "$LE_WORK/pgbench-init.log" >&2; le_die "pgbench -i failed"; }
+	fi
+	for ((r = 1; r <= PGB_ROUNDS; r++)); do
+		if ((r % 2)); then order=("${MODE_LIST[@]}"); else
+			order=()
+			for ((k = ${#MODE_LIST[@]} - 1; k >= 0; k--)); do order+=("${MODE_LIST[k]}"); done
+		fi
+		for m in "${order[@]}"; do pgbench_run "$m" "$r"; done
+	done
+fi
+
 le_find_leader || le_until 30 le_find_leader || { diagnose; le_die "no leader"; }
 le_stream_settled 20 || echo "  (not every standby stands 20 s after the last rejoin: see bench/README.md)"
 echo
