@@ -184,6 +184,24 @@ sync_set_has(const SyncSet *set, const char *node)
 	return false;
 }
 
+void
+sync_set_intersect(const SyncSet *a, const SyncSet *b, SyncSet *both)
+{
+	SyncSet		result;
+
+	if (a->mode == SYNC_MODE_OFF || b->mode == SYNC_MODE_OFF)
+	{
+		*both = a->mode == SYNC_MODE_OFF ? *b : *a;
+		return;
+	}
+	memset(&result, 0, sizeof(result));
+	result.mode = Max(a->mode, b->mode);
+	for (int i = 0; i < a->count; i++)
+		if (sync_set_has(b, a->names[i]))
+			strlcpy(result.names[result.count++], a->names[i], LE_NAME_LEN);
+	*both = result;
+}
+
 bool
 sync_set_equal(const SyncSet *a, const SyncSet *b)
 {

@@ -65,6 +65,12 @@ extern bool cluster_record_names(const ClusterRecord *record,
 extern bool sync_set_has(const SyncSet *set, const char *node);
 extern bool sync_set_equal(const SyncSet *a, const SyncSet *b);
 
+/*
+ * Who may take over by both sets: the members of both ("off" names
+ * everyone), in the stricter mode.
+ */
+extern void sync_set_intersect(const SyncSet *a, const SyncSet *b, SyncSet *both);
+
 /* "off", "on", "strict" */
 extern const char *sync_mode_name(SyncMode mode);
 

@@ -130,6 +130,18 @@ struct Election
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
 
+	/*
+	 * The synchronous set of the record a standby relies on (standing.c): a
+	 * set seen since record revision sync_seen_since is trusted once the
+	 * leader confirmed its term after that revision.
+	 */
+	uint64		sync_seen_sysid;
+	TimeLineID	sync_seen_timeline;
+	SyncSet		sync_seen;
+	int64		sync_seen_since;
+	SyncSet		sync_trusted;
+	bool		sync_trusted_known;
+
 	/* our WAL position in etcd (wal_positions.c), beside the phase's request */
 	EtcdRequest *position_write;
 	bool		position_published;

@@ -71,6 +71,7 @@ typedef struct EtcdElectionRead
 	bool		record_found;
 	char	   *record_value;
 	size_t		record_len;
+	int64		record_mod_revision;
 	bool		term_found;
 	char	   *term_value;
 	size_t		term_len;

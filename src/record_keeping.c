@@ -167,6 +167,9 @@ el_on_record_answer(Election *e, EtcdRequest *req)
 	previous = e->record;
 	e->record = e->record_sent;
 	el_sync_confirmed(e, &previous);
+	/* standbys trust a new synchronous set once a confirmation follows it */
+	if (!sync_set_equal(&previous.sync, &e->record.sync))
+		e->refresh_due = true;
 	el_note_membership(e, &e->record);
 	e->moved_from.exists = false;	/* the move is complete */
 	if (e->phase == EP_PROMOTING)

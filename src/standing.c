@@ -10,7 +10,9 @@
  * a queued standby that lost its stream keeps its place for a grace period
  * longer than a lease, so that when the leader crashed -- and every standby
  * lost its stream at once -- the first in line still takes over once the
- * leader's lease expires.  A standby that streams an older timeline than
+ * leader's lease expires; a recorded synchronous standby keeps it as long
+ * as the record names it.  The record's synchronous set is the one a
+ * standby may rely on (rely_on_trusted_set()).  A standby that streams an older timeline than
  * the cluster's reconnects after that grace period.
  */
 #include "postgres.h"
@@ -49,10 +51,18 @@ el_may_stand(Election *e, uint64 now)
 	input.node_name = e->config.node_name;
 	input.candidate = e->config.candidate;
 	input.max_lag_bytes = e->config.max_lag_bytes;
-	/* one that yielded stands again at once: the one it yielded to may fail */
+	/*
+	 * One that yielded stands again at once: the one it yielded to may fail.
+	 * A standby the record names as synchronous has every acknowledged commit
+	 * however long ago its stream ended -- the leader takes it out of the
+	 * record before commits stop waiting for it -- so it keeps standing.
+	 */
 	input.stream_grace = (e->stream_lost_at != 0 &&
 						  now < e->stream_lost_at + stream_grace_us(e)) ||
-		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e));
+		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e)) ||
+		(rs->in_recovery && e->record.exists && e->record.readable &&
+		 e->record.sync.mode != SYNC_MODE_OFF &&
+		 sync_set_has(&e->record.sync, e->config.node_name));
 	input.replicated_member = e->replicated_member;
 	input.timeline_seen = e->timeline_seen;
 	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
@@ -181,6 +191,46 @@ el_note_membership(Election *e, const ClusterRecord *record)
 	e->timeline_seen = Max(record->timeline, e->timeline_seen);
 }
 
+/*
+ * A synchronous set in the record is trusted once the leader confirmed its
+ * term after the set appeared: the leader was alive and first in line
+ * then, so the set is the one it wrote.  Until then -- a set written while
+ * the leader is gone: an old copy of the record put back, a hand-made one
+ * -- a standby relies only on what both sets allow (sync_set_intersect()):
+ * a set that grew admits no newcomer, "off" or a changed set admits nobody
+ * the trusted set did not.  The leader confirms at once after it changed
+ * the set, so a change is trusted within a read.  Per primary and timeline:
+ * a new primary's record starts afresh.
+ */
+static void
+rely_on_trusted_set(Election *e, const EtcdElectionRead *read)
+{
+	ClusterRecord *r = &e->record;
+
+	if (!r->exists || !r->readable || el_holds_first_place(e->phase))
+		return;
+	if (r->system_identifier != e->sync_seen_sysid || r->timeline != e->sync_seen_timeline)
+	{
+		e->sync_seen_sysid = r->system_identifier;
+		e->sync_seen_timeline = r->timeline;
+		e->sync_trusted_known = false;
+		e->sync_seen = r->sync;
+		e->sync_seen_since = read->record_mod_revision;
+	}
+	else if (!sync_set_equal(&r->sync, &e->sync_seen))
+	{
+		e->sync_seen = r->sync;
+		e->sync_seen_since = read->record_mod_revision;
+	}
+	if (read->term_found && read->term_mod_revision > e->sync_seen_since)
+	{
+		e->sync_trusted = e->sync_seen;
+		e->sync_trusted_known = true;
+	}
+	if (e->sync_trusted_known && !sync_set_equal(&r->sync, &e->sync_trusted))
+		sync_set_intersect(&r->sync, &e->sync_trusted, &r->sync);
+}
+
 /* The record as the last read of the election had it. */
 void
 el_take_record(Election *e, const EtcdElectionRead *read)
@@ -189,5 +239,6 @@ el_take_record(Election *e, const EtcdElectionRead *read)
 		cluster_record_decode(read->record_value, read->record_len, &e->record);
 	else
 		memset(&e->record, 0, sizeof(e->record));
+	rely_on_trusted_set(e, read);
 	el_note_membership(e, &e->record);
 }
