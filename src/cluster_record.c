@@ -154,8 +154,16 @@ decode_sync_set(const cJSON *json, ClusterRecord *record)
 
 	record->sync.mode = SYNC_MODE_OFF;
 	record->sync.count = 0;
+	record->sync_off_by_hand = false;
 	if (mode == NULL && names == NULL)
 		return true;
+	/* the leader never writes "off": an operator's decision to accept a loss */
+	if (cJSON_IsString(mode) && strcmp(mode->valuestring, "off") == 0 &&
+		(names == NULL || (cJSON_IsArray(names) && cJSON_GetArraySize(names) == 0)))
+	{
+		record->sync_off_by_hand = true;
+		return true;
+	}
 	if (!cJSON_IsString(mode) || !cJSON_IsArray(names) ||
 		cJSON_GetArraySize(names) > LE_MAX_SYNC)
 		return false;

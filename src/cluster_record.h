@@ -45,6 +45,7 @@ typedef struct ClusterRecord
 	char		successor[LE_NAME_LEN]; /* handed over to; "" after a stop */
 	/* synchronous mode: the standbys that have every acknowledged commit */
 	SyncSet		sync;
+	bool		sync_off_by_hand;	/* "synchronous_mode":"off": an operator's word */
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 

@@ -198,7 +198,9 @@ el_note_membership(Election *e, const ClusterRecord *record)
  * the leader is gone: an old copy of the record put back, a hand-made one
  * -- a standby relies only on what both sets allow (sync_set_intersect()):
  * a set that grew admits no newcomer, "off" or a changed set admits nobody
- * the trusted set did not.  The leader confirms at once after it changed
+ * the trusted set did not -- unless the record says "synchronous_mode":
+ * "off", which the leader never writes: an operator accepting the loss of
+ * what only the old primary had.  The leader confirms at once after it changed
  * the set, so a change is trusted within a read.  Per primary and timeline:
  * a new primary's record starts afresh.
  */
@@ -227,7 +229,9 @@ rely_on_trusted_set(Election *e, const EtcdElectionRead *read)
 		e->sync_trusted = e->sync_seen;
 		e->sync_trusted_known = true;
 	}
-	if (e->sync_trusted_known && !sync_set_equal(&r->sync, &e->sync_trusted))
+	/* an operator who writes "off" by hand accepts the loss: no intersection */
+	if (e->sync_trusted_known && !sync_set_equal(&r->sync, &e->sync_trusted) &&
+		!r->sync_off_by_hand)
 		sync_set_intersect(&r->sync, &e->sync_trusted, &r->sync);
 }
 
