@@ -151,7 +151,8 @@ el_on_range_answer(Election *e, EtcdRequest *req)
 			el_leave(e, e->ineligible_reason, true);
 			return;
 		}
-		if (first && e->replication.in_recovery && !e->followed_leader)
+		if (first && e->replication.in_recovery && !e->followed_leader &&
+			!el_recorded_sync_standby(e))
 		{
 			el_leave(e, "a standby takes over only from a leader it queued behind", true);
 			return;

@@ -10,8 +10,9 @@
  * a queued standby that lost its stream keeps its place for a grace period
  * longer than a lease, so that when the leader crashed -- and every standby
  * lost its stream at once -- the first in line still takes over once the
- * leader's lease expires; a recorded synchronous standby keeps it as long
- * as the record names it.  The record's synchronous set is the one a
+ * leader's lease expires.  A recorded synchronous standby stands as long
+ * as the record names it, even without a stream or a leader: it has every
+ * acknowledged commit, so the cluster need not wait for its old primary.  The record's synchronous set is the one a
  * standby may rely on (rely_on_trusted_set()).  A standby that streams an older timeline than
  * the cluster's reconnects after that grace period.
  */
@@ -38,6 +39,19 @@ stream_grace_us(Election *e)
 /* ---- standing ---- */
 
 /*
+ * A standby the record names as synchronous: it has every acknowledged
+ * commit, however long ago its stream ended -- the leader takes it out of
+ * the record before commits stop waiting for it.
+ */
+bool
+el_recorded_sync_standby(Election *e)
+{
+	return e->replication.in_recovery && e->record.exists && e->record.readable &&
+		e->record.sync.mode != SYNC_MODE_OFF &&
+		sync_set_has(&e->record.sync, e->config.node_name);
+}
+
+/*
  * Whether the node may stand now, by its replication state and the last
  * read of the election; if not, e->ineligible_reason says why.
  */
@@ -53,22 +67,19 @@ el_may_stand(Election *e, uint64 now)
 	input.max_lag_bytes = e->config.max_lag_bytes;
 	/*
 	 * One that yielded stands again at once: the one it yielded to may fail.
-	 * A standby the record names as synchronous has every acknowledged commit
-	 * however long ago its stream ended -- the leader takes it out of the
-	 * record before commits stop waiting for it -- so it keeps standing.
+	 * A recorded synchronous standby stands as long as the record names it.
 	 */
 	input.stream_grace = (e->stream_lost_at != 0 &&
 						  now < e->stream_lost_at + stream_grace_us(e)) ||
 		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e)) ||
-		(rs->in_recovery && e->record.exists && e->record.readable &&
-		 e->record.sync.mode != SYNC_MODE_OFF &&
-		 sync_set_has(&e->record.sync, e->config.node_name));
+		el_recorded_sync_standby(e);
 	input.replicated_member = e->replicated_member;
 	input.timeline_seen = e->timeline_seen;
 	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
 	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
 		return false;
-	if (rs->in_recovery && !e->leader_known)
+	/* (a recorded synchronous standby may take over an empty queue too) */
+	if (rs->in_recovery && !e->leader_known && !el_recorded_sync_standby(e))
 	{
 		strlcpy(e->ineligible_reason,
 				"no leader to stream from: a standby stands only behind a leader",
