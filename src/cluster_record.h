@@ -62,6 +62,15 @@ extern void cluster_record_decode(const char *value, size_t len, ClusterRecord *
 extern bool cluster_record_names(const ClusterRecord *record,
 								 const ReplicationState *state, const char *node_name);
 
+/*
+ * The set as JSON fields of an object ("synchronous_mode", "synchronous";
+ * none when off), and back: absent means off; "off" written by hand sets
+ * *off_by_hand.  False if the fields are malformed.
+ */
+typedef struct cJSON cJSON;
+extern void sync_set_to_json(const SyncSet *set, cJSON *json);
+extern bool sync_set_from_json(const cJSON *json, SyncSet *set, bool *off_by_hand);
+
 /* Whether the set names node; whether two sets say the same. */
 extern bool sync_set_has(const SyncSet *set, const char *node);
 extern bool sync_set_equal(const SyncSet *a, const SyncSet *b);

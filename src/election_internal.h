@@ -130,18 +130,6 @@ struct Election
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
 
-	/*
-	 * The synchronous set of the record a standby relies on (standing.c): a
-	 * set seen since record revision sync_seen_since is trusted once the
-	 * leader confirmed its term after that revision.
-	 */
-	uint64		sync_seen_sysid;
-	TimeLineID	sync_seen_timeline;
-	SyncSet		sync_seen;
-	int64		sync_seen_since;
-	SyncSet		sync_trusted;
-	bool		sync_trusted_known;
-
 	/* our WAL position in etcd (wal_positions.c), beside the phase's request */
 	EtcdRequest *position_write;
 	bool		position_published;
@@ -254,6 +242,7 @@ extern void el_take_record(Election *e, const EtcdElectionRead *read);
 /* takeover.c: the leadership term */
 extern void el_take_term(Election *e, const EtcdElectionRead *read);
 extern char *el_released_term(Election *e);
+extern char *el_confirmed_term(Election *e);
 extern EtcdRequest *el_send_confirmation(Election *e, int64 released_at, int tag);
 extern void el_cancel_term_watch(Election *e);
 extern void el_step_takeover(Election *e, uint64 now);

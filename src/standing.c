@@ -12,9 +12,10 @@
  * lost its stream at once -- the first in line still takes over once the
  * leader's lease expires.  A recorded synchronous standby stands as long
  * as the record names it, even without a stream or a leader: it has every
- * acknowledged commit, so the cluster need not wait for its old primary.  The record's synchronous set is the one a
- * standby may rely on (rely_on_trusted_set()).  A standby that streams an older timeline than
- * the cluster's reconnects after that grace period.
+ * acknowledged commit, so the cluster need not wait for its old primary.
+ * A standby that streams an older timeline than the cluster's reconnects
+ * after that grace period.  The synchronous set a standby relies on is the
+ * one the leader's term confirms (rely_on_confirmed_set()).
  */
 #include "postgres.h"
 
@@ -203,47 +204,29 @@ el_note_membership(Election *e, const ClusterRecord *record)
 }
 
 /*
- * A synchronous set in the record is trusted once the leader confirmed its
- * term after the set appeared: the leader was alive and first in line
- * then, so the set is the one it wrote.  Until then -- a set written while
- * the leader is gone: an old copy of the record put back, a hand-made one
- * -- a standby relies only on what both sets allow (sync_set_intersect()):
- * a set that grew admits no newcomer, "off" or a changed set admits nobody
- * the trusted set did not -- unless the record says "synchronous_mode":
- * "off", which the leader never writes: an operator accepting the loss of
- * what only the old primary had.  The leader confirms at once after it changed
- * the set, so a change is trusted within a read.  Per primary and timeline:
- * a new primary's record starts afresh.
+ * The synchronous set a standby relies on: the record's, when the term says
+ * the same.  The leader writes both in one transaction, and its term at
+ * every confirmation, so they differ only when someone else wrote the
+ * record -- an old copy put back (etcd restored from a snapshot), one made
+ * by hand -- or the leader's last write failed half-way.  Then the standby
+ * relies on what both allow (sync_set_intersect()): a set that grew admits
+ * no newcomer, "off" or another set admits nobody the leader's did not.
+ * Only "synchronous_mode":"off", which the leader never writes, overrides
+ * it: an operator accepting the loss of what only the old primary had.  A
+ * term that says nothing of the set (a claim, an older version) leaves the
+ * record as it is.  Reads take the term before the record.
  */
 static void
-rely_on_trusted_set(Election *e, const EtcdElectionRead *read)
+rely_on_confirmed_set(Election *e)
 {
 	ClusterRecord *r = &e->record;
 
-	if (!r->exists || !r->readable || el_holds_first_place(e->phase))
+	if (!r->exists || !r->readable || r->sync_off_by_hand ||
+		el_holds_first_place(e->phase) ||
+		!e->term.exists || !e->term.readable || !e->term.has_sync)
 		return;
-	if (r->system_identifier != e->sync_seen_sysid || r->timeline != e->sync_seen_timeline)
-	{
-		e->sync_seen_sysid = r->system_identifier;
-		e->sync_seen_timeline = r->timeline;
-		e->sync_trusted_known = false;
-		e->sync_seen = r->sync;
-		e->sync_seen_since = read->record_mod_revision;
-	}
-	else if (!sync_set_equal(&r->sync, &e->sync_seen))
-	{
-		e->sync_seen = r->sync;
-		e->sync_seen_since = read->record_mod_revision;
-	}
-	if (read->term_found && read->term_mod_revision > e->sync_seen_since)
-	{
-		e->sync_trusted = e->sync_seen;
-		e->sync_trusted_known = true;
-	}
-	/* an operator who writes "off" by hand accepts the loss: no intersection */
-	if (e->sync_trusted_known && !sync_set_equal(&r->sync, &e->sync_trusted) &&
-		!r->sync_off_by_hand)
-		sync_set_intersect(&r->sync, &e->sync_trusted, &r->sync);
+	if (!sync_set_equal(&r->sync, &e->term.sync))
+		sync_set_intersect(&r->sync, &e->term.sync, &r->sync);
 }
 
 /* The record as the last read of the election had it. */
@@ -254,6 +237,6 @@ el_take_record(Election *e, const EtcdElectionRead *read)
 		cluster_record_decode(read->record_value, read->record_len, &e->record);
 	else
 		memset(&e->record, 0, sizeof(e->record));
-	rely_on_trusted_set(e, read);
+	rely_on_confirmed_set(e);
 	el_note_membership(e, &e->record);
 }

@@ -168,6 +168,7 @@ el_on_succession_answer(Election *e, EtcdRequest *req)
 		el_enter(e, EP_LOOKING);
 		return;
 	}
+	el_take_term(e, &read);
 	el_take_record(e, &read);
 	positions = palloc0(sizeof(WalPosition) * Max(read.nextra, 1));
 	for (int i = 0; i < read.nextra; i++)
