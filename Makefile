@@ -15,6 +15,9 @@ OBJS = \
 	src/replication.o \
 	src/cluster_record.o \
 	src/term_record.o \
+	src/wal_position.o \
+	src/succession.o \
+	src/server_setting.o \
 	src/election.o \
 	src/reading.o \
 	src/election_view.o \
@@ -23,6 +26,8 @@ OBJS = \
 	src/takeover.o \
 	src/record_keeping.o \
 	src/promotion.o \
+	src/wal_positions.o \
+	src/sync_standbys.o \
 	src/handover.o \
 	src/reconfigure.o \
 	src/worker.o \
@@ -34,7 +39,7 @@ OBJS = \
 	src/wal_bound.o
 
 EXTENSION = leader_election
-DATA = sql/leader_election--1.0.sql sql/leader_election--1.0--1.1.sql
+DATA = sql/leader_election--1.0.sql sql/leader_election--1.0--1.1.sql sql/leader_election--1.1--1.2.sql
 PGFILEDESC = "leader_election - leader election through etcd"
 
 # PostgreSQL's headers are not -Wextra clean; ours must be.

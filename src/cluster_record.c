@@ -13,6 +13,10 @@
  * standby streams from it otherwise.  Independent primaries never write it,
  * so elections without replication work as they always did.
  *
+ * In synchronous mode the record also names the standbys that have every
+ * commit acknowledged to a client (sync_standbys.c keeps that true), and
+ * only they may take over after a crash (succession.c).
+ *
  * The leader also writes how far it had flushed WAL (wal_end), again at
  * every refresh while that moves: a standby whose stream stalled -- the
  * network drops its packets, TCP has not noticed -- still believes it has
@@ -77,6 +81,14 @@ cluster_record_encode(const ClusterRecord *record)
 		cJSON_AddTrueToObject(json, "moved");
 	if (record->successor[0] != '\0')
 		cJSON_AddStringToObject(json, "successor", record->successor);
+	if (record->sync.mode != SYNC_MODE_OFF)
+	{
+		cJSON	   *names = cJSON_AddArrayToObject(json, "synchronous");
+
+		cJSON_AddStringToObject(json, "synchronous_mode", sync_mode_name(record->sync.mode));
+		for (int i = 0; i < record->sync.count; i++)
+			cJSON_AddItemToArray(names, cJSON_CreateString(record->sync.names[i]));
+	}
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -114,6 +126,72 @@ parse_lsn(const char *text, XLogRecPtr *lsn)
 	if (errno != 0 || *end != '\0' || lo > PG_UINT32_MAX)
 		return false;
 	*lsn = (hi << 32) | lo;
+	return true;
+}
+
+const char *
+sync_mode_name(SyncMode mode)
+{
+	switch (mode)
+	{
+		case SYNC_MODE_OFF:
+			return "off";
+		case SYNC_MODE_ON:
+			return "on";
+		case SYNC_MODE_STRICT:
+			return "strict";
+	}
+	return "off";
+}
+
+/* The synchronous mode and set; absent: off.  False if they are malformed. */
+static bool
+decode_sync_set(const cJSON *json, ClusterRecord *record)
+{
+	const cJSON *mode = cJSON_GetObjectItemCaseSensitive(json, "synchronous_mode");
+	const cJSON *names = cJSON_GetObjectItemCaseSensitive(json, "synchronous");
+	const cJSON *name;
+
+	record->sync.mode = SYNC_MODE_OFF;
+	record->sync.count = 0;
+	if (mode == NULL && names == NULL)
+		return true;
+	if (!cJSON_IsString(mode) || !cJSON_IsArray(names) ||
+		cJSON_GetArraySize(names) > LE_MAX_SYNC)
+		return false;
+	if (strcmp(mode->valuestring, "on") == 0)
+		record->sync.mode = SYNC_MODE_ON;
+	else if (strcmp(mode->valuestring, "strict") == 0)
+		record->sync.mode = SYNC_MODE_STRICT;
+	else
+		return false;
+	cJSON_ArrayForEach(name, names)
+	{
+		if (!cJSON_IsString(name) || name->valuestring[0] == '\0' ||
+			strlen(name->valuestring) >= LE_NAME_LEN)
+			return false;
+		strlcpy(record->sync.names[record->sync.count++], name->valuestring, LE_NAME_LEN);
+	}
+	return true;
+}
+
+bool
+sync_set_has(const SyncSet *set, const char *node)
+{
+	for (int i = 0; i < set->count; i++)
+		if (strcmp(set->names[i], node) == 0)
+			return true;
+	return false;
+}
+
+bool
+sync_set_equal(const SyncSet *a, const SyncSet *b)
+{
+	if (a->mode != b->mode || a->count != b->count)
+		return false;
+	for (int i = 0; i < a->count; i++)
+		if (strcmp(a->names[i], b->names[i]) != 0)
+			return false;
 	return true;
 }
 
@@ -171,6 +249,8 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	if (moved != NULL && !cJSON_IsBool(moved))
 		return unreadable(record, "moved is not a boolean", json);
 	record->moved = cJSON_IsTrue(moved);
+	if (!decode_sync_set(json, record))
+		return unreadable(record, "synchronous_mode or synchronous is not what the leader writes", json);
 	record->readable = true;
 	cJSON_Delete(json);
 }

@@ -10,6 +10,22 @@
 #include "replication.h"
 #include "shared_state.h"
 
+/* leader_election.synchronous_mode, as the leader applies and records it */
+typedef enum SyncMode
+{
+	SYNC_MODE_OFF,				/* asynchronous: the most advanced standby takes over */
+	SYNC_MODE_ON,				/* synchronous while a standby can be; else no failover */
+	SYNC_MODE_STRICT			/* synchronous always: commits wait for a standby */
+} SyncMode;
+
+/* A synchronous mode and the standbys it keeps synchronous, in order. */
+typedef struct SyncSet
+{
+	SyncMode	mode;
+	int			count;
+	char		names[LE_MAX_SYNC][LE_NAME_LEN];
+} SyncSet;
+
 /*
  * Who may write as the primary of the cluster that uses this election: its
  * system identifier, the timeline its leader writes on, and that leader's
@@ -27,6 +43,8 @@ typedef struct ClusterRecord
 	bool		stopping;		/* its last word: it stopped writing cleanly */
 	bool		moved;			/* ... because it moved to another election */
 	char		successor[LE_NAME_LEN]; /* handed over to; "" after a stop */
+	/* synchronous mode: the standbys that have every acknowledged commit */
+	SyncSet		sync;
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 
@@ -42,6 +60,13 @@ extern void cluster_record_decode(const char *value, size_t len, ClusterRecord *
 /* Whether the record names this node as the primary it is now. */
 extern bool cluster_record_names(const ClusterRecord *record,
 								 const ReplicationState *state, const char *node_name);
+
+/* Whether the set names node; whether two sets say the same. */
+extern bool sync_set_has(const SyncSet *set, const char *node);
+extern bool sync_set_equal(const SyncSet *a, const SyncSet *b);
+
+/* "off", "on", "strict" */
+extern const char *sync_mode_name(SyncMode mode);
 
 /*
  * A standby's lag: WAL its upstream has sent, or the leader has recorded

@@ -314,6 +314,9 @@ el_enter(Election *e, ElectionPhase to)
 			/* back from a handover that failed: confirm again at once */
 			if (from == EP_HANDING_OVER)
 				e->refresh_due = true;
+			if (from == EP_TAKING_OVER)
+				el_sync_begin(e);
+			e->yielded[0] = '\0';
 			break;
 		case EP_OBSERVING:
 			el_drop_request(&e->request);
@@ -335,13 +338,19 @@ el_enter(Election *e, ElectionPhase to)
 			e->request = send_read(e, e->create_revision, REQ_RANGE);
 			break;
 		case EP_TAKING_OVER:
-			/* el_step_takeover() checks a release, then claims the term */
+			/* el_step_takeover() checks a release and who should, then claims */
 			el_drop_request(&e->request);
 			e->takeover_logged = false;
+			e->succession_settled = false;
+			e->succession_since = 0;
+			e->succession_next_read = 0;
 			break;
 		case EP_PROMOTING:
 			if (from != EP_PROMOTING)
+			{
 				el_begin_promotion(e, now);
+				el_sync_begin(e);
+			}
 			break;
 		case EP_HANDING_OVER:
 			el_drop_request(&e->request);
@@ -512,6 +521,7 @@ election_step(Election *e)
 	el_assess(e, now);
 	if ((e->phase == EP_QUEUED || e->phase == EP_TAKING_OVER) && !e->eligible)
 		el_leave(e, e->ineligible_reason, true);
+	el_step_position(e);
 
 	if (e->lease_id != 0 && e->nrenewals == 0 && now >= e->next_renewal)
 		el_send_renewal(e, now);
@@ -588,6 +598,8 @@ election_next_timeout_ms(Election *e)
 
 	if (e->phase == EP_TAKING_OVER && e->takeover_at > now)
 		next = Min(next, e->takeover_at);
+	if (e->phase == EP_TAKING_OVER && e->succession_next_read > now)
+		next = Min(next, e->succession_next_read);
 
 	if (e->lease_id != 0)
 	{
@@ -759,6 +771,12 @@ election_process(Election *e)
 				break;
 			case REQ_MOVE:
 				el_on_move_answer(e, req);
+				break;
+			case REQ_POSITION:
+				el_on_position_answer(e, req);
+				break;
+			case REQ_SUCCESSION:
+				el_on_succession_answer(e, req);
 				break;
 			case REQ_RELEASE:
 				/* the successor saw the release; only now may the lease go */

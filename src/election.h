@@ -8,6 +8,7 @@
 
 #include "utils/palloc.h"
 
+#include "cluster_record.h"
 #include "shared_state.h"
 
 typedef struct EtcdClient EtcdClient;
@@ -21,6 +22,8 @@ typedef struct ElectionConfig
 	bool		candidate;
 	int64		max_lag_bytes;
 	int			switchover_timeout_ms;
+	SyncMode	sync_mode;
+	int			sync_node_count;
 	EtcdEndpoints endpoints;
 } ElectionConfig;
 

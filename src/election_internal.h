@@ -27,6 +27,8 @@
 #define AWAIT_POLL_MS		10
 /* a promotion may take this long at least, whatever the TTL */
 #define PROMOTE_MIN_S		5
+/* the leader's copy of the queue's names, for its synchronous set */
+#define LE_MAX_QUEUE		32
 
 typedef enum RequestTag
 {
@@ -46,6 +48,8 @@ typedef enum RequestTag
 	REQ_DELETE,
 	REQ_MOVE,					/* key released, the record saying "moved" */
 	REQ_RELEASE,				/* key released on leaving; then the lease goes */
+	REQ_POSITION,				/* our WAL position published or withdrawn */
+	REQ_SUCCESSION,				/* the queue and the positions, before a takeover */
 	REQ_DISCARD					/* answer not needed */
 } RequestTag;
 
@@ -125,6 +129,33 @@ struct Election
 	bool		eligible;
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
+
+	/* our WAL position in etcd (wal_positions.c), beside the phase's request */
+	EtcdRequest *position_write;
+	bool		position_published;
+	uint64		position_for;	/* the stream_lost_at it describes */
+	XLogRecPtr	published_lsn;	/* 0: none */
+	/* taking over after a crash: who should (succession.c) */
+	bool		succession_settled;
+	uint64		succession_since;	/* first read of the positions; 0: none yet */
+	uint64		succession_next_read;
+	char		succession_wait[LE_ERROR_LEN];	/* why it waits; "" */
+	char		yielded[LE_ERROR_LEN];	/* why it last gave its place up; "" */
+
+	/* the leader's synchronous standbys (sync_standbys.c) */
+	SyncSet		sync_next;		/* what the record it writes says */
+	SyncSet		sync_confirmed; /* what etcd took from it last */
+	bool		sync_confirmed_known;
+	char		sync_setting[LE_ERROR_LEN]; /* synchronous_standby_names written */
+	bool		sync_reset_due; /* synchronous mode went off: drop the setting */
+	char		sync_adding[LE_NAME_LEN];	/* joins: setting first, then record */
+	uint64		sync_adding_since;
+	uint64		sync_setting_at;	/* when the setting was written */
+	XLogRecPtr	sync_catch_up_to;	/* it must flush this before it is recorded */
+	uint64		sync_retry_at;	/* after a failure to write the setting */
+	char		sync_error[LE_ERROR_LEN];
+	int			queue_count;	/* the queue's names, from the leader's last read */
+	char		queue_names[LE_MAX_QUEUE][LE_NAME_LEN];
 
 	/* promoting: not before the old primary's stream ended, or then */
 	bool		promote_requested;
@@ -227,6 +258,19 @@ extern bool el_candidate_streams(Election *e, const EtcdCandidates *queue,
 extern bool el_record_due(Election *e, const EtcdCandidates *queue);
 extern void el_step_leading(Election *e, uint64 now);
 extern void el_on_record_answer(Election *e, EtcdRequest *req);
+
+/* wal_positions.c: the standbys' WAL positions, and who takes over */
+extern void el_step_position(Election *e);
+extern void el_on_position_answer(Election *e, EtcdRequest *req);
+extern bool el_succession_settled(Election *e, uint64 now);
+extern void el_on_succession_answer(Election *e, EtcdRequest *req);
+
+/* sync_standbys.c: the leader's synchronous standbys */
+extern void el_sync_begin(Election *e);
+extern void el_sync_note_queue(Election *e, const EtcdCandidates *queue);
+extern bool el_sync_record_due(Election *e);
+extern void el_sync_confirmed(Election *e, const ClusterRecord *previous);
+extern void el_step_sync(Election *e, uint64 now);
 
 /* promotion.c: a standby becoming the primary */
 extern void el_begin_promotion(Election *e, uint64 now);

@@ -93,6 +93,21 @@ el_publish(Election *e)
 		cluster_standby_lag(&e->record, &e->replication) : -1;
 	view.eligible = e->eligible;
 	strlcpy(view.ineligible_reason, e->ineligible_reason, LE_ERROR_LEN);
+	view.published_lsn = e->position_published ? e->published_lsn : 0;
+	strlcpy(view.yielded, e->yielded, LE_ERROR_LEN);
+	if (e->phase == EP_TAKING_OVER)
+		strlcpy(view.succession_wait, e->succession_wait, LE_ERROR_LEN);
+	if (e->record.exists && e->record.readable)
+	{
+		const SyncSet *set = el_holds_first_place(e->phase) && e->sync_confirmed_known ?
+			&e->sync_confirmed : &e->record.sync;
+
+		strlcpy(view.sync_mode, sync_mode_name(set->mode), sizeof(view.sync_mode));
+		view.sync_count = set->count;
+		for (int i = 0; i < set->count; i++)
+			le_printable(set->names[i], strlen(set->names[i]), view.sync_names[i],
+						 LE_NAME_LEN);
+	}
 
 	/* walsenders serve this node's leadership, a handover included */
 	if ((leads || e->phase == EP_HANDING_OVER) && lease_valid(e, now))

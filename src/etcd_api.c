@@ -15,6 +15,8 @@
 #define ETCD_PATH_REVOKE	"/v3/lease/revoke"
 #define ETCD_PATH_TXN		"/v3/kv/txn"
 #define ETCD_PATH_RANGE		"/v3/kv/range"
+#define ETCD_PATH_PUT		"/v3/kv/put"
+#define ETCD_PATH_DELETE	"/v3/kv/deleterange"
 #define ETCD_PATH_WATCH		"/v3/watch"
 
 static void
@@ -230,6 +232,49 @@ etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
 	add_election_reads(cJSON_AddArrayToObject(body, "success"), prefix,
 					   max_create_revision, record_key, term_key);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_read_succession(EtcdClient *c, const char *prefix, const char *record_key,
+					 const char *term_key, const char *extra_prefix, int timeout_ms, int tag)
+{
+	cJSON	   *body = new_object();
+	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
+	cJSON	   *extra = new_object();
+	char	   *end = pstrdup(extra_prefix);
+	size_t		len = strlen(end);
+
+	/* the range end of a prefix: its last byte plus one (a '.' or a '/' here) */
+	Assert(len > 0 && (unsigned char) end[len - 1] < 0xff);
+	end[len - 1]++;
+	add_election_reads(success, prefix, 0, record_key, term_key);
+	add_base64(extra, "key", extra_prefix, len);
+	add_base64(extra, "range_end", end, len);
+	add_op(success, "request_range", extra);
+	pfree(end);
+	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_put(EtcdClient *c, const char *key, const char *value, int64 lease, int timeout_ms,
+		 int tag)
+{
+	cJSON	   *put = new_object();
+
+	add_base64(put, "key", key, strlen(key));
+	add_base64(put, "value", value, strlen(value));
+	if (lease != 0)
+		add_int64(put, "lease", lease);
+	return post_and_free(c, ETCD_PATH_PUT, put, timeout_ms, timeout_ms, tag);
+}
+
+EtcdRequest *
+etcd_delete(EtcdClient *c, const char *key, int timeout_ms, int tag)
+{
+	cJSON	   *del = new_object();
+
+	add_base64(del, "key", key, strlen(key));
+	return post_and_free(c, ETCD_PATH_DELETE, del, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *

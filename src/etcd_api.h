@@ -75,6 +75,11 @@ typedef struct EtcdElectionRead
 	char	   *term_value;
 	size_t		term_len;
 	int64		term_mod_revision;
+	/* etcd_read_succession() only: the keys under its extra prefix, as stored */
+	int			nextra;
+	char	  **extra_keys;
+	char	  **extra_values;
+	size_t	   *extra_lens;
 } EtcdElectionRead;
 
 extern EtcdRequest *etcd_read_election(EtcdClient *c, const char *prefix,
@@ -82,6 +87,22 @@ extern EtcdRequest *etcd_read_election(EtcdClient *c, const char *prefix,
 									   const char *term_key, int timeout_ms, int tag);
 extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
 									  EtcdElectionRead *read, char *err);
+
+/*
+ * The same read of the whole election, and at the same revision every key
+ * under extra_prefix (the standbys' WAL positions); parsed by
+ * etcd_read_election_result() into extra_*.
+ */
+extern EtcdRequest *etcd_read_succession(EtcdClient *c, const char *prefix,
+										 const char *record_key, const char *term_key,
+										 const char *extra_prefix, int timeout_ms, int tag);
+
+/* Puts key = value attached to lease (0: none). */
+extern EtcdRequest *etcd_put(EtcdClient *c, const char *key, const char *value,
+							 int64 lease, int timeout_ms, int tag);
+
+/* Deletes key, if it exists. */
+extern EtcdRequest *etcd_delete(EtcdClient *c, const char *key, int timeout_ms, int tag);
 
 /*
  * Writes term_key = term_value only while own_key, created at

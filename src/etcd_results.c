@@ -433,6 +433,34 @@ parse_single_key(const cJSON *range, bool *found, char **value, size_t *len,
 		get_int64(kv, "mod_revision", mod_revision) && *mod_revision >= *create_revision;
 }
 
+/* The keys and values of a range answer, as stored; false if one is not base64. */
+static bool
+parse_extra(const cJSON *range, EtcdElectionRead *read)
+{
+	const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(range, "kvs");
+	const cJSON *kv;
+	int			count = cJSON_GetArraySize(kvs);
+	size_t		key_len;
+
+	if (kvs != NULL && !cJSON_IsArray(kvs))
+		return false;
+	read->extra_keys = palloc0(sizeof(char *) * Max(count, 1));
+	read->extra_values = palloc0(sizeof(char *) * Max(count, 1));
+	read->extra_lens = palloc0(sizeof(size_t) * Max(count, 1));
+	cJSON_ArrayForEach(kv, kvs)
+	{
+		int			i = read->nextra;
+
+		read->extra_keys[i] = get_base64(kv, "key", &key_len);
+		read->extra_values[i] = get_base64(kv, "value", &read->extra_lens[i]);
+		if (read->extra_keys[i] == NULL || read->extra_values[i] == NULL ||
+			strlen(read->extra_keys[i]) != key_len)
+			return false;
+		read->nextra++;
+	}
+	return true;
+}
+
 /* The range answers of a txn, in order, skipping the answers of its writes. */
 static int
 range_answers(const cJSON *json, const cJSON **ranges, int max)
@@ -458,7 +486,8 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 						  EtcdElectionRead *read, char *err)
 {
 	cJSON	   *json = answer_json(req, err);
-	const cJSON *ranges[3];
+	const cJSON *ranges[4];
+	int			nranges;
 	int64		revision;
 	int64		unused;
 
@@ -468,8 +497,12 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 		return malformed(json, req, "txn without a valid header revision", err);
 	/* a plain read always succeeds; a confirmation only while our key is first */
 	read->confirmed = get_bool(json, "succeeded");
-	if (range_answers(json, ranges, 3) != 3)
+	nranges = range_answers(json, ranges, 4);
+	if (nranges != 3 && nranges != 4)
 		return malformed(json, req, "read of the election without its three answers", err);
+	read->nextra = 0;
+	if (nranges == 4 && !parse_extra(ranges[3], read))
+		return malformed(json, req, "range of WAL positions with keys or values that are not base64", err);
 	if (!parse_candidates(ranges[0], revision, prefix, req, &read->queue, err))
 	{
 		cJSON_Delete(json);

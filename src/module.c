@@ -32,6 +32,15 @@ int			le_request_timeout = 1000;
 bool		le_candidate = true;
 int			le_max_lag_on_failover = 1024;
 int			le_switchover_timeout = 5000;
+int			le_synchronous_mode = SYNC_MODE_OFF;
+int			le_synchronous_node_count = 1;
+
+static const struct config_enum_entry synchronous_mode_options[] = {
+	{"off", SYNC_MODE_OFF, false},
+	{"on", SYNC_MODE_ON, false},
+	{"strict", SYNC_MODE_STRICT, false},
+	{NULL, 0, false}
+};
 
 const EtcdEndpoints *le_endpoint_list = NULL;
 
@@ -227,6 +236,8 @@ le_current_config(ElectionConfig *config)
 	config->candidate = le_candidate;
 	config->max_lag_bytes = (int64) le_max_lag_on_failover * 1024;
 	config->switchover_timeout_ms = le_switchover_timeout;
+	config->sync_mode = (SyncMode) le_synchronous_mode;
+	config->sync_node_count = le_synchronous_node_count;
 	config->endpoints = *le_endpoint_list;
 }
 
@@ -301,6 +312,20 @@ _PG_init(void)
 							&le_switchover_timeout,
 							5000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("leader_election.synchronous_mode",
+							 "Whether the leader keeps synchronous standbys, so that a crash loses no acknowledged commit.",
+							 "off: asynchronous, the most advanced standby takes over; on: synchronous while a standby can be, else no automatic failover; strict: commits always wait for a standby.",
+							 &le_synchronous_mode,
+							 SYNC_MODE_OFF, synchronous_mode_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("leader_election.synchronous_node_count",
+							"How many synchronous standbys the leader keeps in synchronous mode.",
+							"Each of them has every acknowledged commit; only they may take over after a crash.",
+							&le_synchronous_node_count,
+							1, 1, LE_MAX_SYNC,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("leader_election.fence_writes",
 							 "Refuses writes on a node that is not the leader.",

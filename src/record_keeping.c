@@ -54,6 +54,7 @@ el_build_record(Election *e, XLogRecPtr wal_end, bool stopping, const char *succ
 	mine->stopping = stopping;
 	if (successor != NULL)
 		strlcpy(mine->successor, successor, sizeof(mine->successor));
+	mine->sync = e->sync_next;
 	return cluster_record_encode(mine);
 }
 
@@ -101,9 +102,10 @@ el_record_due(Election *e, const EtcdCandidates *queue)
 {
 	WalStreams	streams;
 
+	/* (and once per leadership, and when its synchronous set was rewritten) */
 	if (cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		return replication_wal_end() != e->record.wal_end || e->record.stopping ||
-			e->record.moved;
+			e->record.moved || !e->sync_confirmed_known || el_sync_record_due(e);
 	/* a stale record, of an older timeline of ours: write it again */
 	if (e->record.exists)
 		return true;
@@ -131,6 +133,8 @@ el_step_leading(Election *e, uint64 now)
 	if (end > e->record.wal_end &&
 		end - e->record.wal_end >= (uint64) e->config.max_lag_bytes / 2)
 		el_send_record(e, el_recordable_wal_end(), false);
+	else
+		el_step_sync(e, now);
 }
 
 /* The leader wrote (or could not write) the cluster record. */
@@ -139,6 +143,7 @@ el_on_record_answer(Election *e, EtcdRequest *req)
 {
 	char		err[LE_ERROR_LEN];
 	bool		succeeded;
+	ClusterRecord previous;
 
 	if (!etcd_txn_result(req, &succeeded, err))
 	{
@@ -158,7 +163,9 @@ el_on_record_answer(Election *e, EtcdRequest *req)
 						e->config.node_name, e->record_sent.timeline),
 				 errdetail("Key \"%s\", system identifier " UINT64_FORMAT ".",
 						   e->record_key, e->record_sent.system_identifier)));
+	previous = e->record;
 	e->record = e->record_sent;
+	el_sync_confirmed(e, &previous);
 	el_note_membership(e, &e->record);
 	e->moved_from.exists = false;	/* the move is complete */
 	if (e->phase == EP_PROMOTING)

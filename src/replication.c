@@ -67,6 +67,7 @@ replication_read(ReplicationState *state)
 		flushed = Max(flushed, replayed);
 		state->streaming = (rcv_state == WALRCV_STREAMING);
 		state->flushed = flushed;
+		state->received = Max(pg_atomic_read_u64(&WalRcv->writtenUpto), flushed);
 		state->lag_bytes = sent > flushed ? (int64) (sent - flushed) : 0;
 	}
 }
@@ -145,11 +146,12 @@ physical_walsenders(pid_t **pids, char ***names)
 
 /*
  * The walsender slot of pid, if it streams (or catches up): its flush
- * position, and whether its client replays WAL.  A standby reports what it
- * replayed; pg_receivewal and pg_basebackup report no apply position.
+ * position, whether its client replays WAL (a standby reports what it
+ * replayed; pg_receivewal and pg_basebackup report no apply position),
+ * whether it caught up once, and its synchronous priority.
  */
 static bool
-walsender_flushed(pid_t pid, XLogRecPtr *flushed, bool *replays)
+walsender_state(pid_t pid, WalStream *one)
 {
 	for (int i = 0; i < max_wal_senders; i++)
 	{
@@ -159,8 +161,10 @@ walsender_flushed(pid_t pid, XLogRecPtr *flushed, bool *replays)
 		SpinLockAcquire(&walsnd->mutex);
 		match = walsnd->pid == pid &&
 			(walsnd->state == WALSNDSTATE_STREAMING || walsnd->state == WALSNDSTATE_CATCHUP);
-		*flushed = walsnd->flush;
-		*replays = walsnd->apply != InvalidXLogRecPtr;
+		one->flushed = walsnd->flush;
+		one->replays = walsnd->apply != InvalidXLogRecPtr;
+		one->streaming = walsnd->state == WALSNDSTATE_STREAMING;
+		one->sync_priority = walsnd->sync_standby_priority;
 		SpinLockRelease(&walsnd->mutex);
 		if (match)
 			return true;
@@ -181,7 +185,7 @@ replication_streams(WalStreams *streams)
 	{
 		WalStream  *one = &streams->streams[streams->count];
 
-		if (walsender_flushed(pids[i], &one->flushed, &one->replays))
+		if (walsender_state(pids[i], one))
 		{
 			one->name = names[i];
 			streams->count++;
@@ -215,6 +219,22 @@ replication_standby_flushed(const WalStreams *streams, const char *application_n
 			*flushed = found ? Max(*flushed, one->flushed) : one->flushed;
 			found = true;
 		}
+	}
+	return found;
+}
+
+const WalStream *
+replication_stream(const WalStreams *streams, const char *application_name)
+{
+	const WalStream *found = NULL;
+
+	for (int i = 0; i < streams->count; i++)
+	{
+		const WalStream *one = &streams->streams[i];
+
+		if (one->replays && strcmp(one->name, application_name) == 0 &&
+			(found == NULL || one->flushed > found->flushed))
+			found = one;
 	}
 	return found;
 }

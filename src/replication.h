@@ -19,6 +19,7 @@ typedef struct ReplicationState
 	/* standbys: the WAL receiver */
 	bool		streaming;
 	TimeLineID	received_timeline;	/* 0 until something was received */
+	XLogRecPtr	received;		/* WAL received (written) here */
 	XLogRecPtr	flushed;		/* WAL received and flushed here */
 	XLogRecPtr	replayed;		/* WAL replayed here */
 	int64		lag_bytes;		/* sent by the upstream, not yet flushed here */
@@ -46,6 +47,8 @@ typedef struct WalStream
 	char	   *name;
 	XLogRecPtr	flushed;
 	bool		replays;
+	bool		streaming;		/* caught up once: not in catch-up any more */
+	int			sync_priority;	/* as its walsender last read synchronous_standby_names */
 } WalStream;
 
 typedef struct WalStreams
@@ -67,6 +70,10 @@ extern bool replication_has_standby(const WalStreams *streams);
 extern bool replication_standby_flushed(const WalStreams *streams,
 										const char *application_name,
 										XLogRecPtr *flushed);
+
+/* The stream of the client that connected with application_name, or NULL. */
+extern const WalStream *replication_stream(const WalStreams *streams,
+										   const char *application_name);
 
 /* How many standbys (clients that replay) have flushed less than upto. */
 extern int	replication_standbys_behind(const WalStreams *streams, XLogRecPtr upto);

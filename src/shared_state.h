@@ -60,6 +60,7 @@
 #define LE_NAME_LEN		256		/* node names (etcd values), truncated */
 #define LE_KEY_LEN		320		/* prefix + "/" + 16 hex digits */
 #define LE_ERROR_LEN	512
+#define LE_MAX_SYNC		8		/* synchronous standbys a record names, at most */
 
 typedef enum LeaderRole
 {
@@ -97,6 +98,14 @@ typedef struct LeaderView
 	int64		wal_lag_bytes;	/* standbys; -1 on a primary */
 	bool		eligible;
 	char		ineligible_reason[LE_ERROR_LEN];	/* empty when eligible */
+	/* after a crash: the WAL position published, and who takes over */
+	uint64		published_lsn;	/* 0: none */
+	char		yielded[LE_ERROR_LEN];	/* why it gave its place up last */
+	char		succession_wait[LE_ERROR_LEN];	/* first in line: why it waits */
+	/* synchronous mode, as the cluster record says */
+	char		sync_mode[8];	/* "off", "on", "strict"; "" without a record */
+	int			sync_count;
+	char		sync_names[LE_MAX_SYNC][LE_NAME_LEN];	/* printable */
 } LeaderView;
 
 typedef struct LeaderShared

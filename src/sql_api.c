@@ -13,7 +13,10 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/pg_lsn.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -101,6 +104,13 @@ enum
 	STATUS_WAL_LAG_BYTES,
 	STATUS_ELIGIBLE,
 	STATUS_INELIGIBLE_REASON,
+	STATUS_PUBLISHED_LSN,
+	STATUS_YIELDED,
+	STATUS_SUCCESSION,
+	STATUS_SYNCHRONOUS_MODE,
+	STATUS_SYNCHRONOUS_STANDBY,
+	STATUS_SYNCHRONOUS_STANDBYS,
+	STATUS_AUTOMATIC_FAILOVER,
 	STATUS_COLUMNS
 };
 
@@ -197,6 +207,32 @@ leader_status(PG_FUNCTION_ARGS)
 	if (view.ineligible_reason[0] != '\0')
 		set_column(values, nulls, STATUS_INELIGIBLE_REASON,
 				   CStringGetTextDatum(view.ineligible_reason));
+
+	if (view.published_lsn != 0)
+		set_column(values, nulls, STATUS_PUBLISHED_LSN, LSNGetDatum(view.published_lsn));
+	if (view.yielded[0] != '\0')
+		set_column(values, nulls, STATUS_YIELDED, CStringGetTextDatum(view.yielded));
+	if (view.succession_wait[0] != '\0')
+		set_column(values, nulls, STATUS_SUCCESSION, CStringGetTextDatum(view.succession_wait));
+	if (view.sync_mode[0] != '\0')
+	{
+		Datum		names[LE_MAX_SYNC];
+		bool		member = false;
+
+		for (int i = 0; i < view.sync_count; i++)
+		{
+			names[i] = CStringGetTextDatum(view.sync_names[i]);
+			member |= strcmp(view.sync_names[i], view.node_name) == 0;
+		}
+		set_column(values, nulls, STATUS_SYNCHRONOUS_MODE, CStringGetTextDatum(view.sync_mode));
+		set_column(values, nulls, STATUS_SYNCHRONOUS_STANDBY, BoolGetDatum(member));
+		set_column(values, nulls, STATUS_SYNCHRONOUS_STANDBYS,
+				   PointerGetDatum(construct_array(names, view.sync_count, TEXTOID,
+												   -1, false, TYPALIGN_INT)));
+		/* in synchronous mode only a recorded standby takes over after a crash */
+		set_column(values, nulls, STATUS_AUTOMATIC_FAILOVER,
+				   BoolGetDatum(strcmp(view.sync_mode, "off") == 0 || view.sync_count > 0));
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

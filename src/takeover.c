@@ -156,6 +156,9 @@ el_step_takeover(Election *e, uint64 now)
 		el_leave(e, e->ineligible_reason, true);
 		return;
 	}
+	/* after a crash: the standby with the most WAL, in sync mode a synchronous one */
+	if (!el_succession_settled(e, now))
+		return;
 	e->request = el_send_confirmation(e, 0, REQ_CLAIM);
 }
 
