@@ -33,9 +33,11 @@
  *	                                         watch broke           backing off
  *	                                         a refresh: first      taking over
  *	taking over   lease, key  release check, the last leader       promoting (a
- *	                          then claim     provably stopped:     standby),
- *	                                         term claimed          leading
- *	                                         claim refused         queued, looking
+ *	                          positions      provably stopped:     standby),
+ *	                          after a crash, term claimed          leading
+ *	                          then claim     claim refused         queued, looking
+ *	                                         another should take   no lease
+ *	                                         over (succession.c)
  *	promoting     lease, key  watch (own)    recovery ended and    leading
  *	                                         the record written
  *	leading       lease, key  watch (own)    leader_resign()       handing over

@@ -141,6 +141,7 @@ struct Election
 	uint64		succession_next_read;
 	char		succession_wait[LE_ERROR_LEN];	/* why it waits; "" */
 	char		yielded[LE_ERROR_LEN];	/* why it last gave its place up; "" */
+	uint64		yielded_at;		/* ... and when: it stands again in its grace */
 
 	/* the leader's synchronous standbys (sync_standbys.c) */
 	SyncSet		sync_next;		/* what the record it writes says */

@@ -119,7 +119,8 @@ el_record_due(Election *e, const EtcdCandidates *queue)
 /*
  * A leader whose WAL moved half of max_lag_on_failover past the position
  * its record holds records it again, before commits must wait for that
- * (wal_bound.c); a backend that waits wakes the worker for this.
+ * (wal_bound.c); a backend that waits wakes the worker for this.  Its
+ * synchronous standbys change here too (sync_standbys.c).
  */
 void
 el_step_leading(Election *e, uint64 now)
@@ -129,12 +130,12 @@ el_step_leading(Election *e, uint64 now)
 	if (e->request != NULL || now < e->retry_at ||
 		!cluster_record_names(&e->record, &e->replication, e->config.node_name))
 		return;
+	/* a change of the synchronous set first: its record write moves the WAL too */
+	el_step_sync(e, now);
 	end = replication_wal_end();
-	if (end > e->record.wal_end &&
+	if (e->request == NULL && end > e->record.wal_end &&
 		end - e->record.wal_end >= (uint64) e->config.max_lag_bytes / 2)
 		el_send_record(e, el_recordable_wal_end(), false);
-	else
-		el_step_sync(e, now);
 }
 
 /* The leader wrote (or could not write) the cluster record. */

@@ -223,6 +223,23 @@ replication_standby_flushed(const WalStreams *streams, const char *application_n
 	return found;
 }
 
+bool
+replication_commits_wait_for_standbys(void)
+{
+	bool		defined;
+
+	/* read without a lock, as SyncRepWaitForLSN() does first */
+#ifdef SYNC_STANDBY_DEFINED
+	/* 15.13 and later: a status with flags */
+	defined = (((volatile WalSndCtlData *) WalSndCtl)->sync_standbys_status &
+			   SYNC_STANDBY_DEFINED) != 0;
+#else
+	defined = ((volatile WalSndCtlData *) WalSndCtl)->sync_standbys_defined;
+#endif
+	pg_read_barrier();
+	return defined;
+}
+
 const WalStream *
 replication_stream(const WalStreams *streams, const char *application_name)
 {

@@ -75,6 +75,13 @@ extern bool replication_standby_flushed(const WalStreams *streams,
 extern const WalStream *replication_stream(const WalStreams *streams,
 										   const char *application_name);
 
+/*
+ * Primary: whether commits wait for synchronous standbys now -- the
+ * checkpointer's view of synchronous_standby_names, which backends check
+ * before they wait; it lags a reload until the checkpointer has taken it.
+ */
+extern bool replication_commits_wait_for_standbys(void);
+
 /* How many standbys (clients that replay) have flushed less than upto. */
 extern int	replication_standbys_behind(const WalStreams *streams, XLogRecPtr upto);
 

@@ -49,8 +49,10 @@ el_may_stand(Election *e, uint64 now)
 	input.node_name = e->config.node_name;
 	input.candidate = e->config.candidate;
 	input.max_lag_bytes = e->config.max_lag_bytes;
-	input.stream_grace = e->stream_lost_at != 0 &&
-		now < e->stream_lost_at + stream_grace_us(e);
+	/* one that yielded stands again at once: the one it yielded to may fail */
+	input.stream_grace = (e->stream_lost_at != 0 &&
+						  now < e->stream_lost_at + stream_grace_us(e)) ||
+		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e));
 	input.replicated_member = e->replicated_member;
 	input.timeline_seen = e->timeline_seen;
 	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
@@ -131,6 +133,8 @@ el_assess(Election *e, uint64 now)
 	/* a queued standby's grace period starts when its stream ends */
 	if (!e->replication.in_recovery || e->create_revision == 0 || e->replication.streaming)
 		e->stream_lost_at = 0;
+	if (!e->replication.in_recovery || e->replication.streaming)
+		e->yielded_at = 0;
 	else if (e->stream_lost_at == 0)
 		e->stream_lost_at = now;
 

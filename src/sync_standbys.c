@@ -12,12 +12,14 @@
  * The setting names exactly the recorded set, plus a standby that is
  * joining it, as 'FIRST n (...)' with n the number of names: a commit waits
  * for all of them.  So:
- * - A standby joins the setting first.  Once its walsender has taken the
- *   new setting (its synchronous priority is set, and a poll interval has
- *   passed since the reload: every walsender reloads at the same signal, at
- *   once), every later commit waits for it; it is recorded only once it has
- *   flushed the WAL written by then, which holds every commit acknowledged
- *   before.
+ * - A standby joins the setting first.  Once the new setting is in force
+ *   everywhere -- its walsender took it (its synchronous priority is set), the
+ *   checkpointer took it (commits wait for standbys at all: backends check
+ *   the checkpointer's flag before they wait, and it may be busy), and a
+ *   poll interval has passed since the reload (every walsender reloads at
+ *   the same signal, before it handles another reply) -- every later commit
+ *   waits for it; it is recorded only once it has flushed the WAL written by
+ *   then, which holds every commit acknowledged before.
  * - A standby leaves the record first (it left the queue, its stream ended,
  *   or synchronous_node_count went down), and the setting after: until then
  *   commits still wait for it, so nothing acknowledged misses a recorded one.
@@ -260,7 +262,7 @@ el_step_sync(Election *e, uint64 now)
 		return;					/* the next step writes the setting */
 	}
 	joiner = replication_stream(&streams, e->sync_adding);
-	if (joiner->sync_priority == 0 ||
+	if (joiner->sync_priority == 0 || !replication_commits_wait_for_standbys() ||
 		now < e->sync_setting_at + (uint64) REPLICATION_POLL_MS * 1000)
 		return;
 	if (e->sync_catch_up_to == InvalidXLogRecPtr)

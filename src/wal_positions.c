@@ -195,6 +195,7 @@ el_on_succession_answer(Election *e, EtcdRequest *req)
 							   e->record.sync.mode != SYNC_MODE_OFF ?
 							   " among the synchronous standbys it recorded" : "")));
 			strlcpy(e->yielded, why, sizeof(e->yielded));
+			e->yielded_at = now;
 			e->succession_wait[0] = '\0';
 			el_leave(e, why, true);
 			break;

@@ -33,6 +33,7 @@
 #include "etcd_api.h"
 #include "etcd_auth.h"
 #include "term_record.h"
+#include "wal_position.h"
 
 #define FUZZ_PREFIX "/leader_election/tap"
 #define FUZZ_ENDPOINT "http://127.0.0.1:2379"
@@ -156,6 +157,22 @@ check_candidates(const EtcdCandidates *c, int64 revision)
 	}
 }
 
+/* A standby's published WAL position, as the first in line decodes it. */
+static void
+decode_position(const char *key, const char *value, size_t len)
+{
+	WalPosition position;
+
+	if (key == NULL || value == NULL)
+		fail("read", "a WAL position without its key or value");
+	if (wal_position_decode(FUZZ_PREFIX, key, value, len, &position))
+	{
+		check_printable(position.node, LE_NAME_LEN, false, "position node");
+		if (position.lease <= 0 || position.timeline < 1)
+			fail("position", "decoded with a bad lease or timeline");
+	}
+}
+
 /* What the election does with the values of a read: decode them. */
 static void
 decode_values(const EtcdElectionRead *read)
@@ -171,6 +188,8 @@ decode_values(const EtcdElectionRead *read)
 		if (!record.readable)
 			check_printable(record.problem, LE_ERROR_LEN, true, "record problem");
 	}
+	for (int i = 0; i < read->nextra; i++)
+		decode_position(read->extra_keys[i], read->extra_values[i], read->extra_lens[i]);
 	if (read->term_found)
 	{
 		TermRecord	term;
@@ -469,6 +488,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				say("record value", record.readable, record.problem);
 				if (!record.readable)
 					check_printable(record.problem, LE_ERROR_LEN, true, "record problem");
+				for (int i = 0; record.readable && i < record.sync.count; i++)
+					if (record.sync.names[i][0] == '\0')
+						fail("record", "an empty synchronous standby name");
+				/* the same bytes as a standby's published WAL position */
+				decode_position(FUZZ_PREFIX ".wal.1a2b", (const char *) body, len);
 				break;
 			}
 		default:
