@@ -193,9 +193,18 @@ $n3->safe_psql('postgres',
 	"INSERT INTO t (pad) SELECT 'equal' FROM generate_series(1, 100)");
 $rows += 100;
 $n3->wait_for_catchup($_, 'flush') foreach ($n2, $n1);
-my $end = $n3->safe_psql('postgres', 'SELECT pg_current_wal_flush_lsn()');
-is( join(',', map { $_->safe_psql('postgres', 'SELECT pg_last_wal_receive_lsn()') } ($n2, $n1)),
-	"$end,$end", "n2 and n1 received all of n3's WAL ($end)");
+# n3 may write a little WAL of its own meanwhile: poll until all agree
+my ($end, $got) = ('', '');
+$poll_deadline = time() + 30;
+while (time() < $poll_deadline)
+{
+	$end = $n3->safe_psql('postgres', 'SELECT pg_current_wal_flush_lsn()');
+	$got = join(',',
+		map { $_->safe_psql('postgres', 'SELECT pg_last_wal_receive_lsn()') } ($n2, $n1));
+	last if $got eq "$end,$end";
+	select(undef, undef, undef, 0.2);
+}
+is($got, "$end,$end", "n2 and n1 received all of n3's WAL ($end)");
 my %log_off = map { $_->name => -s $_->logfile } ($n1, $n2);
 
 $t0 = time();
