@@ -10,16 +10,22 @@
 #  B. crashes (-m immediate) of the primary, each followed by the new
 #     leader, the rejoin of the old primary (scripts/rejoin-standby.sh,
 #     pg_rewind) and a synchronous standby recorded again: the new primary
-#     was in the set the old one recorded, and no acknowledged id is lost;
+#     was in the set the old one recorded, and no acknowledged id is lost
+#     (the other standby, if it had received more WAL than the new primary,
+#     cannot follow it and is rejoined with pg_rewind too);
 #  C. a standby outside the synchronous set never promotes: the set's
 #     member (first in line) is frozen (SIGSTOP, postmaster and children)
 #     and the primary crashes at once; the other standby, first in line
-#     once the frozen node's lease expired, stays a standby; the member,
-#     resumed, takes over;
+#     once the frozen node's lease expired, stays a standby and says why
+#     (leader_status().succession); the member, resumed, takes over;
+#  C2. the set decides, not the WAL: a standby outside the set that received
+#     more WAL than the member (the primary's walsender to the member is
+#     frozen) does not take over; the member does, with every acknowledged
+#     id; the outsider is rejoined with pg_rewind;
 #  D. on, all standbys stopped: the leader records an empty set
 #     (automatic_failover false) and goes on committing; after its crash
-#     the standbys come back and nobody promotes; the old primary comes
-#     back and leads again;
+#     the standbys come back and nobody promotes (the first in line says
+#     why); the old primary comes back and leads again;
 #  E. strict, all standbys stopped: synchronous_standby_names = '*' and a
 #     commit waits until a standby is back;
 #  F. runtime changes while the client writes (ALTER SYSTEM + reload on
@@ -48,8 +54,8 @@ use LeaderElectionTest;
 
 my $prefix  = '/leader_election/t054';
 my $ttl     = 2;
-# part B; C and F crash the primary 7 more times, 6 of them (in on and
-# strict) with the same checks: 11 crashes in all with a zero-loss check and
+# part B; C, C2 and F crash the primary 8 more times, 7 of them (in on and
+# strict) with the same checks: 12 crashes in all with a zero-loss check and
 # a rejoin, plus one in off and one with no standby (D)
 my $crashes = 5;
 
@@ -414,7 +420,8 @@ sub crash_and_check
 	return $new;
 }
 
-# Stops (SIGSTOP) or resumes (SIGCONT) a node's postmaster and every child.
+# Stops (SIGSTOP), resumes (SIGCONT) or kills (SIGKILL) a node's postmaster
+# and every child.
 sub freeze
 {
 	my ($node, $signal) = @_;
@@ -428,8 +435,8 @@ sub freeze
 		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $pm;
 		push @kids, (split m{/}, $dir)[-1];
 	}
-	# the postmaster first on the way down, last on the way up
-	my @order = $signal eq 'STOP' ? ($pm, @kids) : (@kids, $pm);
+	# the postmaster last on the way up, first otherwise
+	my @order = $signal eq 'CONT' ? (@kids, $pm) : ($pm, @kids);
 	kill $signal, @order;
 	return scalar(@order);
 }
@@ -505,10 +512,14 @@ is( le_holds(
 	'',
 	'C: the outsider ' . $outsider->name . ' stays a standby for ' . (3 * $ttl) . ' s');
 my $os = le_status($outsider);
+my $why = status($outsider, "coalesce(succession, 'NULL')");
 note 'C: outsider: role ' . $os->{role} . ', phase ' . $os->{phase}
   . ', queue_position ' . ($os->{queue_position} // 'NULL')
-  . ', last_error ' . ($os->{last_error} // 'NULL')
-  . ', yielded ' . status($outsider, "coalesce(yielded, 'NULL')");
+  . ", succession '$why'";
+like(
+	$why,
+	qr/not in the synchronous set primary "\Q${\ $leader->name }\E" recorded, and no member of it is queued: no standby takes over automatically/,
+	'C: the outsider says why it does not take over (leader_status().succession)');
 freeze($member, 'CONT');
 delete $down{ $member->name };
 my $new = le_wait_one_leader(90, $member, $outsider);
@@ -522,6 +533,51 @@ is(scalar(@lost), 0, "C: every acknowledged id ($nacked) is on " . $member->name
 my ($rc, $out, $err) = le_rejoin($leader, $member, start => 1);
 is($rc, 0, 'C: ' . $leader->name . ' rejoined') or diag "stdout: $out\nstderr: $err";
 follow_or_rejoin($outsider, $member, $outsider_since, 'C');
+
+#
+# C2. The set decides, not the amount of WAL: the primary's walsender to
+# the member freezes, so commits wait for the member (the client's pending
+# one does), and WAL written meanwhile (a CHECKPOINT here) reaches the
+# outsider only; the primary dies (SIGKILL of every process, so the frozen
+# walsender sends nothing more). The outsider has more WAL,
+# yet the member takes over, with every acknowledged id; the outsider cannot
+# follow the new timeline and is rejoined with pg_rewind.
+#
+($leader, $set) = settle('on', 1, 'C2');
+($member) = grep { $_->name eq $set->[0] } @nodes;
+($outsider) = grep { $_ != $leader && $_ != $member } @nodes;
+my $walsender = $leader->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_replication WHERE application_name = '"
+	  . $member->name . "'");
+kill 'STOP', $walsender;
+$leader->safe_psql('postgres', 'CHECKPOINT');
+my $ahead = 'f';
+my $deadline = time() + 30;
+while ($ahead ne 't' && time() < $deadline)
+{
+	my ($m, $o) =
+	  map { $_->safe_psql('postgres', 'SELECT pg_last_wal_receive_lsn()') }
+	  ($member, $outsider);
+	$ahead = $leader->safe_psql('postgres', "SELECT '$o'::pg_lsn > '$m'::pg_lsn");
+	note "C2: received: member $m, outsider $o" if $ahead eq 't';
+	usleep(100_000) if $ahead ne 't';
+}
+is($ahead, 't', 'C2: the outsider ' . $outsider->name
+	  . ' received more WAL than the member ' . $member->name);
+$outsider_since = -s $outsider->logfile;
+freeze($leader, 'KILL');
+$ncrash++;
+$new = le_wait_one_leader(90, $member, $outsider);
+is(defined $new ? $new->name : 'none', $member->name,
+	'C2: the member ' . $member->name . ' takes over, not the outsider with more WAL');
+$member->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
+($nacked, @lost) = lost_on($member);
+$nchecked++;
+is(scalar(@lost), 0, "C2: every acknowledged id ($nacked) is on " . $member->name);
+($rc, $out, $err) = le_rejoin($leader, $member, start => 1);
+is($rc, 0, 'C2: ' . $leader->name . ' rejoined') or diag "stdout: $out\nstderr: $err";
+is(follow_or_rejoin($outsider, $member, $outsider_since, 'C2'),
+	1, 'C2: the outsider could not follow the new timeline: rejoined with pg_rewind');
 
 #
 # D. on, every standby stopped: the leader goes on committing, records that
@@ -566,9 +622,12 @@ is( le_holds(
 		}),
 	'',
 	'D: after the crash neither standby promotes for ' . (3 * $ttl) . ' s');
-note 'D: ' . $_->name . ': phase ' . le_status($_)->{phase} . ', yielded '
-  . status($_, "coalesce(yielded, 'NULL')")
-  foreach @standbys;
+my @whys = map { status($_, "coalesce(succession, 'NULL')") } @standbys;
+note 'D: ' . $standbys[$_]->name . ': phase ' . le_status($standbys[$_])->{phase}
+  . ", succession '$whys[$_]'"
+  foreach 0 .. 1;
+ok( (grep { /recorded no synchronous standby: no standby takes over automatically/ } @whys),
+	'D: the first in line says why it does not take over (leader_status().succession)');
 $leader->start;
 delete $down{ $leader->name };
 ok(le_wait_leader($leader), 'D: the old primary ' . $leader->name . ' is back and leads');
