@@ -1,0 +1,273 @@
+# Attack on issue 16 (synchronous_mode = on): the cluster record is what
+# tells a standby whether it may take over after a crash.  What if it is
+# missing (an operator's `etcdctl del`, README: the leader writes it again at
+# once -- but not when the leader is the one that crashed), or is an older
+# copy from before synchronous mode (etcd restored from an older snapshot)?
+#
+# n1 primary, n2 its synchronous standby, n3 (outside the set) streaming
+# through a TcpProxy; a client commits single-row INSERTs.  n3's link is
+# stalled so that n3 lacks acknowledged commits; then n2 is frozen (SIGSTOP,
+# all processes), n1 crashed (-m immediate), the proxy stopped (n3 never gets
+# the stalled WAL), and
+#  1. the record replaced by an older copy without synchronous mode
+#     (synchronous_mode off): n3 must not promote (12 s);
+#  2. the record deleted: n3 must not promote (12 s);
+#  3. n2 resumed and the record restored: n3 never promotes, n2 takes over
+#     with every acknowledged id.
+# If n3 promotes, the acknowledged ids it lacks are counted and reported.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep time);
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use EtcdServer;
+use TcpProxy;
+use LeaderElectionTest;
+
+my $prefix = '/leader_election/t099';
+my $ttl    = 2;
+
+my $etcd = EtcdServer->new('etcd');
+$etcd->start;
+
+my @nodes = le_replicated_cluster($etcd, n => 3, prefix => $prefix,
+	lease_ttl => $ttl, extra_conf => "leader_election.synchronous_mode = on\nlisten_addresses = '127.0.0.1'\n");
+my ($n1, $n2, $n3) = @nodes;
+my %byname = map { $_->name => $_ } @nodes;
+
+sub record_set
+{
+	my $rec = le_cluster_record($etcd, $prefix) || {};
+	return ($rec->{synchronous_mode} // 'off',
+		join(',', @{ $rec->{synchronous} || [] }));
+}
+
+# the client (DBD::Pg), as t/054 has it: "<id> <node>" per acknowledged id
+my $ackfile    = PostgreSQL::Test::Utils::tempdir() . '/acked';
+my $writer_log = "$ackfile.log";
+my $writer_code = <<'EOF';
+use strict;
+use warnings;
+use DBI;
+use IO::Handle;
+use Time::HiRes qw(usleep);
+my ($conninfo, $ackfile) = @ARGV;
+(my $dsn = "dbi:Pg:$conninfo") =~ s/ /;/g;
+open(my $ack, '>>', $ackfile) or die "$ackfile: $!";
+$ack->autoflush(1);
+STDERR->autoflush(1);
+my $stop = 0;
+$SIG{TERM} = sub { $stop = 1 };
+my $warned = '';
+$SIG{__WARN__} = sub { $warned .= $_[0] };
+my ($dbh, $id) = (undef, 0);
+while (!$stop)
+{
+	unless ($dbh)
+	{
+		$dbh = DBI->connect($dsn, '', '',
+			{ AutoCommit => 1, RaiseError => 0, PrintError => 0, PrintWarn => 1 });
+		unless ($dbh) { print STDERR "connect: $DBI::errstr\n"; usleep(50_000); next; }
+		$dbh->do("SET client_min_messages = 'warning'");
+	}
+	$id++;
+	$warned = '';
+	my ($node) = $dbh->selectrow_array(
+		"INSERT INTO t (id, node) VALUES ($id, "
+		  . "current_setting('leader_election.node_name')) RETURNING node");
+	if (defined $node && $warned eq '') { print $ack "$id $node\n"; }
+	elsif (defined $node) { print STDERR "id $id warned: $warned"; }
+	else
+	{
+		print STDERR "id $id: " . ($dbh->errstr // 'error') . "\n";
+		$dbh->disconnect;
+		undef $dbh;
+		usleep(20_000);
+	}
+}
+EOF
+my $script = PostgreSQL::Test::Utils::tempdir() . '/writer.pl';
+open(my $fh, '>', $script) or die;
+print $fh $writer_code;
+close $fh;
+
+sub acked
+{
+	my %acked;
+	open(my $fh, '<', $ackfile) or return {};
+	while (my $line = <$fh>)
+	{
+		next unless $line =~ /^(\d+) (\S+)\n\z/;
+		$acked{$1} = $2;
+	}
+	return \%acked;
+}
+
+# the ids acknowledged by now that $node lacks
+sub lost_on
+{
+	my ($node) = @_;
+	my $acked = acked();
+	my %have = map { $_ => 1 } split /\n/,
+	  $node->safe_psql('postgres', 'SELECT id FROM t');
+	my @lost = sort { $a <=> $b } grep { !$have{$_} } keys %$acked;
+	return (scalar(keys %$acked), @lost);
+}
+
+sub last_acked_on
+{
+	my ($name) = @_;
+	my $acked = acked();
+	my @mine = grep { $acked->{$_} eq $name } keys %$acked;
+	return scalar(@mine);
+}
+
+sub wait_more_acked_on
+{
+	my ($name, $n, $timeout) = @_;
+	my $start = last_acked_on($name);
+	my $t0 = time();
+	while (time() - $t0 < $timeout)
+	{
+		return time() - $t0 if last_acked_on($name) >= $start + $n;
+		usleep(20_000);
+	}
+	return undef;
+}
+
+sub freeze
+{
+	my ($node, $signal) = @_;
+	my $pm = le_postmaster_pid($node);
+	my @kids;
+	foreach my $dir (glob('/proc/[0-9]*'))
+	{
+		next unless open(my $sf, '<', "$dir/stat");
+		my $stat = <$sf>;
+		close $sf;
+		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $pm;
+		push @kids, (split m{/}, $dir)[-1];
+	}
+	my @order = $signal eq 'STOP' ? ($pm, @kids) : (@kids, $pm);
+	kill $signal, @order;
+	return;
+}
+
+sub lease_of
+{
+	my ($name) = @_;
+	foreach my $kv ($etcd->get_prefix($prefix))
+	{
+		return $kv->{lease} if $kv->{value} eq $name;
+	}
+	return undef;
+}
+
+sub primary_nodes
+{
+	return join(',', map { $_->name } grep {
+			my $n = $_;
+			my ($rc, $out) = ('', '');
+			$rc = $n->psql('postgres', 'SELECT pg_is_in_recovery()',
+				stdout => \$out, timeout => 10);
+			$rc == 0 && $out eq 'f'
+	} @_);
+}
+
+
+$n1->safe_psql('postgres',
+	'CREATE TABLE t (id bigint PRIMARY KEY, node text NOT NULL)');
+my ($proxy, $streams) = le_stream_via_proxy($n1, $n3);
+ok($streams, 'n3 streams from n1 through the proxy');
+ok($n1->poll_query_until('postgres',
+	"SELECT array_to_string(synchronous_standbys, ',') FROM leader_status()", 'n2'),
+	'n1 records n2 as its synchronous standby');
+my $writer = IPC::Run::start([ 'perl', $script, le_rw_connstr(@nodes), $ackfile ],
+	'<', \undef, '>>', $writer_log, '2>>', $writer_log);
+ok(defined wait_more_acked_on('n1', 200, 60), 'the client commits on n1');
+
+$proxy->freeze;
+ok(defined wait_more_acked_on('n1', 300, 60), 'commits go on with n3 stalled');
+my $rec = le_cluster_record($etcd, $prefix);
+note "record before the crash: $rec->{_raw}";
+freeze($n2, 'STOP');
+$n1->stop('immediate');
+$proxy->stop;
+my $t_crash = time();
+
+# the standby n3 must not promote: 12 s of watching, and if it did, what it lacks
+sub n3_never_promotes
+{
+	my ($what) = @_;
+	my $bad = le_holds(12, sub {
+			return primary_nodes($n3) ne '' ? 'n3 (outside the set) promoted' : '';
+		});
+	is($bad, '', "$what: n3 never promotes");
+	note "$what: n3: " . $n3->safe_psql('postgres',
+		'SELECT phase, queue_position, yielded, succession, synchronous_mode, '
+		  . 'automatic_failover FROM leader_status()');
+	if ($bad ne '')
+	{
+		$n3->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
+		my ($nacked, @lost) = lost_on($n3);
+		is("@lost", '', "$what: every acknowledged id ($nacked) is on n3")
+		  or diag "$what: n3 lacks " . scalar(@lost) . " of $nacked acknowledged ids";
+		return 0;
+	}
+	return 1;
+}
+
+my $fine;
+#
+# 1. an older copy of the record, from before synchronous mode (n3 still queued)
+#
+{
+	my $old = JSON::PP->new->decode($rec->{_raw});
+	delete $old->{synchronous};
+	delete $old->{synchronous_mode};
+	$etcd->etcdctl('put', "$prefix.cluster", JSON::PP->new->canonical->encode($old));
+	$fine = n3_never_promotes('1 (older record, no synchronous mode)');
+}
+
+#
+# 2. the record deleted
+#
+$etcd->etcdctl('del', "$prefix.cluster");
+$fine = n3_never_promotes('2 (record deleted)') if $fine;
+
+#
+# 3. n2 resumed, the record as it was at the crash.  The deletion in step 2
+# made n3 leave the queue (a replicated standby does not stand without a
+# record), and n2 lost its lease while frozen: the queue is empty.  A
+# recorded synchronous standby stands even so (it has every acknowledged
+# commit, however long ago its stream ended), so n2 takes over.
+#
+freeze($n2, 'CONT');
+if ($fine)
+{
+	$etcd->etcdctl('put', "$prefix.cluster", $rec->{_raw});
+	my $took = le_time_until(30, sub { primary_nodes($n2, $n3) ne '' });
+	note '3: after n2 resumed and the record was restored: '
+	  . (defined $took ? sprintf('%s promoted after %.1f s', primary_nodes($n2, $n3), $took)
+		: 'no node promoted in 30 s (stuck: an operator must act)');
+	note '3: n2: ' . $n2->safe_psql('postgres',
+		'SELECT phase, queue_position, ineligible_reason FROM leader_status()');
+	is(primary_nodes($n3), '', '3: n3 (outside the set) never promoted');
+	ok(defined $took, '3: n2, the recorded synchronous standby, takes over');
+	if (defined $took)
+	{
+		my ($nacked, @lost) = lost_on($n2);
+		is("@lost", '', "3: every acknowledged id ($nacked) is on n2");
+	}
+}
+$writer->signal('TERM');
+$writer->finish;
+done_testing();
