@@ -14,6 +14,7 @@ OBJS = \
 	src/etcd_results.o \
 	src/replication.o \
 	src/cluster_record.o \
+	src/json_values.o \
 	src/term_record.o \
 	src/wal_position.o \
 	src/succession.o \
@@ -84,7 +85,7 @@ FUZZ_CC ?= clang
 FUZZ_DIR = tmp_check_fuzz
 FUZZ_BIN = $(FUZZ_DIR)/etcd_answers
 FUZZ_SRCS = t/fuzz/etcd_answers.c t/fuzz/pg_shim.c src/etcd_api.c src/etcd_results.c src/etcd_auth.c src/printable.c \
-	src/term_record.c src/cluster_record.c src/wal_position.c
+	src/term_record.c src/cluster_record.c src/wal_position.c src/json_values.c
 # Assertions on, as in a cassert build; PostgreSQL's headers ask for gcc's
 # gnu_printf, which clang does not know.
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

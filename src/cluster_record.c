@@ -45,6 +45,7 @@
 #include "utils/builtins.h"
 
 #include "cluster_record.h"
+#include "json_values.h"
 #include "printable.h"
 
 #define RECORD_SUFFIX ".cluster"
@@ -59,22 +60,14 @@ cluster_record_key(const char *prefix, char *key, size_t len)
 char *
 cluster_record_encode(const ClusterRecord *record)
 {
-	cJSON	   *json = cJSON_CreateObject();
+	cJSON	   *json = le_json_object("the cluster record");
 	char		sysid[32];
-	char		lsn[32];
-	char	   *text;
-	char	   *result;
 
-	if (json == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building the cluster record")));
 	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, record->system_identifier);
 	cJSON_AddStringToObject(json, "system_identifier", sysid);
 	cJSON_AddNumberToObject(json, "timeline", record->timeline);
 	cJSON_AddStringToObject(json, "node", record->node);
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(record->wal_end));
-	cJSON_AddStringToObject(json, "wal_end", lsn);
+	le_json_add_lsn(json, "wal_end", record->wal_end);
 	if (record->stopping)
 		cJSON_AddTrueToObject(json, "stopping");
 	if (record->moved)
@@ -82,15 +75,7 @@ cluster_record_encode(const ClusterRecord *record)
 	if (record->successor[0] != '\0')
 		cJSON_AddStringToObject(json, "successor", record->successor);
 	sync_set_to_json(&record->sync, json);
-	text = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
-	if (text == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building the cluster record")));
-	result = pstrdup(text);
-	cJSON_free(text);
-	return result;
+	return le_json_text(json, "the cluster record");
 }
 
 static void
@@ -99,27 +84,6 @@ unreadable(ClusterRecord *record, const char *what, cJSON *json)
 	record->readable = false;
 	strlcpy(record->problem, what, sizeof(record->problem));
 	cJSON_Delete(json);
-}
-
-/* An LSN as PostgreSQL prints it, "16/B374D848"; false if it is not one. */
-static bool
-parse_lsn(const char *text, XLogRecPtr *lsn)
-{
-	char	   *end;
-	uint64		hi;
-	uint64		lo;
-
-	if (!isxdigit((unsigned char) text[0]))
-		return false;
-	errno = 0;
-	hi = strtou64(text, &end, 16);
-	if (errno != 0 || *end != '/' || hi > PG_UINT32_MAX || !isxdigit((unsigned char) end[1]))
-		return false;
-	lo = strtou64(end + 1, &end, 16);
-	if (errno != 0 || *end != '\0' || lo > PG_UINT32_MAX)
-		return false;
-	*lsn = (hi << 32) | lo;
-	return true;
 }
 
 const char *
@@ -271,7 +235,7 @@ cluster_record_decode(const char *value, size_t len, ClusterRecord *record)
 	/* absent in a record of an older version: nothing said */
 	wal_end = cJSON_GetObjectItemCaseSensitive(json, "wal_end");
 	if (wal_end != NULL &&
-		(!cJSON_IsString(wal_end) || !parse_lsn(wal_end->valuestring, &record->wal_end)))
+		!le_json_lsn(wal_end, &record->wal_end))
 		return unreadable(record, "wal_end is not a WAL position", json);
 	stopping = cJSON_GetObjectItemCaseSensitive(json, "stopping");
 	if (stopping != NULL && !cJSON_IsBool(stopping))

@@ -43,6 +43,7 @@
 
 #include "utils/builtins.h"
 
+#include "json_values.h"
 #include "printable.h"
 #include "term_record.h"
 
@@ -61,15 +62,9 @@ char *
 term_record_encode(const char *key, int64 revision, const char *node, int ttl_s,
 				   bool released, const SyncSet *sync)
 {
-	cJSON	   *json = cJSON_CreateObject();
+	cJSON	   *json = le_json_object("the leadership term");
 	char		rev[32];
-	char	   *text;
-	char	   *result;
 
-	if (json == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building the leadership term")));
 	snprintf(rev, sizeof(rev), INT64_FORMAT, revision);
 	cJSON_AddStringToObject(json, "key", key);
 	cJSON_AddStringToObject(json, "revision", rev);
@@ -82,15 +77,7 @@ term_record_encode(const char *key, int64 revision, const char *node, int ttl_s,
 		cJSON_AddBoolToObject(json, "confirms_synchronous", true);
 		sync_set_to_json(sync, json);
 	}
-	text = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
-	if (text == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building the leadership term")));
-	result = pstrdup(text);
-	cJSON_free(text);
-	return result;
+	return le_json_text(json, "the leadership term");
 }
 
 static void

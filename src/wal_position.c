@@ -11,8 +11,7 @@
  */
 #include "postgres.h"
 
-#include <cjson/cJSON.h>
-
+#include "json_values.h"
 #include "printable.h"
 #include "wal_position.h"
 
@@ -34,47 +33,13 @@ wal_position_key(const char *prefix, int64 lease, char *key, size_t len)
 char *
 wal_position_encode(const WalPosition *position)
 {
-	cJSON	   *json = cJSON_CreateObject();
-	char		lsn[32];
-	char	   *text;
-	char	   *result;
+	cJSON	   *json = le_json_object("a WAL position");
 
-	if (json == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a WAL position")));
 	cJSON_AddStringToObject(json, "node", position->node);
 	cJSON_AddNumberToObject(json, "timeline", position->timeline);
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(position->received));
-	cJSON_AddStringToObject(json, "received", lsn);
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(position->flushed));
-	cJSON_AddStringToObject(json, "flushed", lsn);
-	text = cJSON_PrintUnformatted(json);
-	cJSON_Delete(json);
-	if (text == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a WAL position")));
-	result = pstrdup(text);
-	cJSON_free(text);
-	return result;
-}
-
-/* An LSN as PostgreSQL prints it, "16/B374D848"; false if it is not one. */
-static bool
-parse_lsn(const cJSON *item, XLogRecPtr *lsn)
-{
-	unsigned int hi;
-	unsigned int lo;
-	int			used = 0;
-
-	if (!cJSON_IsString(item) || strlen(item->valuestring) > 17 ||
-		!isxdigit((unsigned char) item->valuestring[0]) ||
-		sscanf(item->valuestring, "%8X/%8X%n", &hi, &lo, &used) != 2 ||
-		item->valuestring[used] != '\0')
-		return false;
-	*lsn = ((uint64) hi << 32) | lo;
-	return true;
+	le_json_add_lsn(json, "received", position->received);
+	le_json_add_lsn(json, "flushed", position->flushed);
+	return le_json_text(json, "a WAL position");
 }
 
 /* The lease of a key "<prefix>.wal.<hex>", or 0 if the key is not one. */
@@ -123,8 +88,8 @@ wal_position_decode(const char *prefix, const char *key, const char *value, size
 		cJSON_IsNumber(timeline) && timeline->valuedouble >= 1 &&
 		timeline->valuedouble <= PG_UINT32_MAX &&
 		timeline->valuedouble == (double) (TimeLineID) timeline->valuedouble &&
-		parse_lsn(cJSON_GetObjectItemCaseSensitive(json, "received"), &position->received) &&
-		parse_lsn(cJSON_GetObjectItemCaseSensitive(json, "flushed"), &position->flushed);
+		le_json_lsn(cJSON_GetObjectItemCaseSensitive(json, "received"), &position->received) &&
+		le_json_lsn(cJSON_GetObjectItemCaseSensitive(json, "flushed"), &position->flushed);
 	if (ok)
 	{
 		le_printable(node->valuestring, strlen(node->valuestring), position->node,
