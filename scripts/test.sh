@@ -40,10 +40,15 @@ timeout "$FUZZ_TIMEOUT" make PG_CONFIG="$PG_CONFIG" fuzz FUZZ_SECONDS="${LE_FUZZ
 ((fuzz_rc != 124)) || echo "the fuzz target was stopped after ${FUZZ_TIMEOUT} s"
 
 # Two TAP files at a time: most of their time is spent waiting for leases and
-# replication, and each starts its own etcd and nodes on free ports.
+# replication, and each starts its own etcd and nodes on free ports.  The
+# longest files go first, so that the two slots end together; --timer shows
+# what each took.
 le_heading "TAP tests (make installcheck, t/*.pl, two at a time)"
 tap_rc=0
-timeout "$TAP_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck REGRESS= PROVE_FLAGS=-j2 2>&1 |
+slow_first="t/054_sync_mode.pl"
+tap_tests="$slow_first $(ls t/*.pl | grep -v -x -F "$(echo "$slow_first" | tr ' ' '\n')" | tr '\n' ' ')"
+timeout "$TAP_TIMEOUT" make PG_CONFIG="$PG_CONFIG" installcheck REGRESS= \
+	PROVE_FLAGS="-j2 --timer" PROVE_TESTS="$tap_tests" 2>&1 |
 	tee "$LE_WORK/tap.out" || tap_rc=$?
 
 le_etcd_stop
@@ -81,8 +86,9 @@ elif line=$(grep -E '^ *[0-9]+ of [0-9]+ tests failed' "$LE_WORK/regress.out"); 
 fi
 ((regress_rc == 0 || regress_fail > 0)) || regress_fail=1
 
-# prove prints "t/NAME.pl .. ok" per passing script and lists failing ones with "(Wstat:".
-tap_pass=$(grep -cE '^t/[^ ]+\.pl \.+ ok' "$LE_WORK/tap.out" || true)
+# prove prints "[HH:MM:SS] t/NAME.pl .. ok  N ms" per passing script (--timer) and lists
+# failing ones with "(Wstat:".
+tap_pass=$(grep -cE '^(\[[0-9:]+\] )?t/[^ ]+\.pl \.+ ok' "$LE_WORK/tap.out" || true)
 tap_fail=$(grep -cE '^t/[^ ]+\.pl +\(Wstat:' "$LE_WORK/tap.out" || true)
 ((tap_rc == 0 || tap_fail > 0)) || tap_fail=1
 

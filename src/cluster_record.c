@@ -81,14 +81,7 @@ cluster_record_encode(const ClusterRecord *record)
 		cJSON_AddTrueToObject(json, "moved");
 	if (record->successor[0] != '\0')
 		cJSON_AddStringToObject(json, "successor", record->successor);
-	if (record->sync.mode != SYNC_MODE_OFF)
-	{
-		cJSON	   *names = cJSON_AddArrayToObject(json, "synchronous");
-
-		cJSON_AddStringToObject(json, "synchronous_mode", sync_mode_name(record->sync.mode));
-		for (int i = 0; i < record->sync.count; i++)
-			cJSON_AddItemToArray(names, cJSON_CreateString(record->sync.names[i]));
-	}
+	sync_set_to_json(&record->sync, json);
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -144,25 +137,52 @@ sync_mode_name(SyncMode mode)
 	return "off";
 }
 
-/* The synchronous mode and set; absent: off.  False if they are malformed. */
+void
+sync_set_to_json(const SyncSet *set, cJSON *json)
+{
+	cJSON	   *names;
+
+	if (set->mode == SYNC_MODE_OFF)
+		return;
+	names = cJSON_AddArrayToObject(json, "synchronous");
+	cJSON_AddStringToObject(json, "synchronous_mode", sync_mode_name(set->mode));
+	for (int i = 0; i < set->count; i++)
+		cJSON_AddItemToArray(names, cJSON_CreateString(set->names[i]));
+}
+
+/* The synchronous mode and set of record; absent: off.  False if they are malformed. */
 static bool
 decode_sync_set(const cJSON *json, ClusterRecord *record)
+{
+	return sync_set_from_json(json, &record->sync, &record->sync_off_by_hand);
+}
+
+bool
+sync_set_from_json(const cJSON *json, SyncSet *set, bool *off_by_hand)
 {
 	const cJSON *mode = cJSON_GetObjectItemCaseSensitive(json, "synchronous_mode");
 	const cJSON *names = cJSON_GetObjectItemCaseSensitive(json, "synchronous");
 	const cJSON *name;
 
-	record->sync.mode = SYNC_MODE_OFF;
-	record->sync.count = 0;
+	set->mode = SYNC_MODE_OFF;
+	set->count = 0;
+	*off_by_hand = false;
 	if (mode == NULL && names == NULL)
 		return true;
+	/* the leader never writes "off": an operator's decision to accept a loss */
+	if (cJSON_IsString(mode) && strcmp(mode->valuestring, "off") == 0 &&
+		(names == NULL || (cJSON_IsArray(names) && cJSON_GetArraySize(names) == 0)))
+	{
+		*off_by_hand = true;
+		return true;
+	}
 	if (!cJSON_IsString(mode) || !cJSON_IsArray(names) ||
 		cJSON_GetArraySize(names) > LE_MAX_SYNC)
 		return false;
 	if (strcmp(mode->valuestring, "on") == 0)
-		record->sync.mode = SYNC_MODE_ON;
+		set->mode = SYNC_MODE_ON;
 	else if (strcmp(mode->valuestring, "strict") == 0)
-		record->sync.mode = SYNC_MODE_STRICT;
+		set->mode = SYNC_MODE_STRICT;
 	else
 		return false;
 	cJSON_ArrayForEach(name, names)
@@ -170,7 +190,7 @@ decode_sync_set(const cJSON *json, ClusterRecord *record)
 		if (!cJSON_IsString(name) || name->valuestring[0] == '\0' ||
 			strlen(name->valuestring) >= LE_NAME_LEN)
 			return false;
-		strlcpy(record->sync.names[record->sync.count++], name->valuestring, LE_NAME_LEN);
+		strlcpy(set->names[set->count++], name->valuestring, LE_NAME_LEN);
 	}
 	return true;
 }
@@ -182,6 +202,24 @@ sync_set_has(const SyncSet *set, const char *node)
 		if (strcmp(set->names[i], node) == 0)
 			return true;
 	return false;
+}
+
+void
+sync_set_intersect(const SyncSet *a, const SyncSet *b, SyncSet *both)
+{
+	SyncSet		result;
+
+	if (a->mode == SYNC_MODE_OFF || b->mode == SYNC_MODE_OFF)
+	{
+		*both = a->mode == SYNC_MODE_OFF ? *b : *a;
+		return;
+	}
+	memset(&result, 0, sizeof(result));
+	result.mode = Max(a->mode, b->mode);
+	for (int i = 0; i < a->count; i++)
+		if (sync_set_has(b, a->names[i]))
+			strlcpy(result.names[result.count++], a->names[i], LE_NAME_LEN);
+	*both = result;
 }
 
 bool

@@ -45,6 +45,7 @@ typedef struct ClusterRecord
 	char		successor[LE_NAME_LEN]; /* handed over to; "" after a stop */
 	/* synchronous mode: the standbys that have every acknowledged commit */
 	SyncSet		sync;
+	bool		sync_off_by_hand;	/* "synchronous_mode":"off": an operator's word */
 	char		problem[LE_ERROR_LEN];
 } ClusterRecord;
 
@@ -61,9 +62,24 @@ extern void cluster_record_decode(const char *value, size_t len, ClusterRecord *
 extern bool cluster_record_names(const ClusterRecord *record,
 								 const ReplicationState *state, const char *node_name);
 
+/*
+ * The set as JSON fields of an object ("synchronous_mode", "synchronous";
+ * none when off), and back: absent means off; "off" written by hand sets
+ * *off_by_hand.  False if the fields are malformed.
+ */
+typedef struct cJSON cJSON;
+extern void sync_set_to_json(const SyncSet *set, cJSON *json);
+extern bool sync_set_from_json(const cJSON *json, SyncSet *set, bool *off_by_hand);
+
 /* Whether the set names node; whether two sets say the same. */
 extern bool sync_set_has(const SyncSet *set, const char *node);
 extern bool sync_set_equal(const SyncSet *a, const SyncSet *b);
+
+/*
+ * Who may take over by both sets: the members of both ("off" names
+ * everyone), in the stricter mode.
+ */
+extern void sync_set_intersect(const SyncSet *a, const SyncSet *b, SyncSet *both);
 
 /* "off", "on", "strict" */
 extern const char *sync_mode_name(SyncMode mode);

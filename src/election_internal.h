@@ -233,6 +233,7 @@ extern void el_on_grant_answer(Election *e, EtcdRequest *req);
 extern void el_on_renewal_answer(Election *e, EtcdRequest *req);
 
 /* standing.c: whether this node may stand */
+extern bool el_recorded_sync_standby(Election *e);
 extern bool el_may_stand(Election *e, uint64 now);
 extern void el_assess(Election *e, uint64 now);
 extern void el_note_membership(Election *e, const ClusterRecord *record);
@@ -241,6 +242,7 @@ extern void el_take_record(Election *e, const EtcdElectionRead *read);
 /* takeover.c: the leadership term */
 extern void el_take_term(Election *e, const EtcdElectionRead *read);
 extern char *el_released_term(Election *e);
+extern char *el_confirmed_term(Election *e);
 extern EtcdRequest *el_send_confirmation(Election *e, int64 released_at, int tag);
 extern void el_cancel_term_watch(Election *e);
 extern void el_step_takeover(Election *e, uint64 now);

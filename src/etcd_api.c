@@ -307,12 +307,16 @@ etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 EtcdRequest *
 etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 				  int64 create_revision, const char *key, const char *value,
-				  int timeout_ms, int tag)
+				  const char *key2, const char *value2, int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
+	cJSON	   *success;
 
 	add_first_in_line_compares(body, prefix, own_key, create_revision);
-	add_put(cJSON_AddArrayToObject(body, "success"), key, value);
+	success = cJSON_AddArrayToObject(body, "success");
+	add_put(success, key, value);
+	if (key2 != NULL)
+		add_put(success, key2, value2);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 

@@ -71,6 +71,7 @@ typedef struct EtcdElectionRead
 	bool		record_found;
 	char	   *record_value;
 	size_t		record_len;
+	int64		record_mod_revision;
 	bool		term_found;
 	char	   *term_value;
 	size_t		term_len;
@@ -117,12 +118,14 @@ extern EtcdRequest *etcd_confirm_term(EtcdClient *c, const char *prefix, const c
 									  const char *record_key, int timeout_ms, int tag);
 
 /*
- * Puts key = value only while own_key, created at create_revision, is the
- * oldest key under prefix + "/": only the leader writes.
+ * Puts key = value (and key2 = value2, unless NULL) only while own_key,
+ * created at create_revision, is the oldest key under prefix + "/": only
+ * the leader writes.
  */
 extern EtcdRequest *etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 									  int64 create_revision, const char *key,
-									  const char *value, int timeout_ms, int tag);
+									  const char *value, const char *key2,
+									  const char *value2, int timeout_ms, int tag);
 /* A txn was answered: *succeeded says whether its compares held. */
 extern bool etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err);
 extern bool etcd_result_ok(EtcdRequest *req, char *err);

@@ -509,7 +509,8 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 		return false;
 	}
 	if (!parse_single_key(ranges[1], &read->record_found, &read->record_value,
-						  &read->record_len, &unused, &unused))
+						  &read->record_len, &unused, &read->record_mod_revision) ||
+		read->record_mod_revision > revision)
 		return malformed(json, req, "read of the cluster record without a valid range answer", err);
 	if (!parse_single_key(ranges[2], &read->term_found, &read->term_value,
 						  &read->term_len, &unused, &read->term_mod_revision) ||

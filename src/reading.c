@@ -42,8 +42,8 @@ el_on_observe_answer(Election *e, EtcdRequest *req)
 		return;
 	}
 	take_leader(e, &read.queue);
-	el_take_record(e, &read);
 	el_take_term(e, &read);
+	el_take_record(e, &read);
 	e->next_read = now + (uint64) e->config.lease_ttl_s * 1000000 / 3;
 	e->eligible = el_may_stand(e, now);
 	if (e->eligible)
@@ -89,8 +89,8 @@ el_on_range_answer(Election *e, EtcdRequest *req)
 	}
 
 	el_clear_failure(e);
-	el_take_record(e, &read);
 	el_take_term(e, &read);
+	el_take_record(e, &read);
 	first = (own == 0);
 	e->queue_position = own;
 	take_leader(e, &read.queue);
@@ -151,7 +151,8 @@ el_on_range_answer(Election *e, EtcdRequest *req)
 			el_leave(e, e->ineligible_reason, true);
 			return;
 		}
-		if (first && e->replication.in_recovery && !e->followed_leader)
+		if (first && e->replication.in_recovery && !e->followed_leader &&
+			!el_recorded_sync_standby(e))
 		{
 			el_leave(e, "a standby takes over only from a leader it queued behind", true);
 			return;

@@ -58,12 +58,20 @@ el_build_record(Election *e, XLogRecPtr wal_end, bool stopping, const char *succ
 	return cluster_record_encode(mine);
 }
 
-/* Writes this node into the cluster record, if it is still first in line. */
+/*
+ * Writes this node into the cluster record, if it is still first in line;
+ * a holder of the term writes the term in the same transaction, with the
+ * same synchronous set, which is how standbys know the set is the leader's.
+ */
 void
 el_send_record(Election *e, XLogRecPtr wal_end, bool stopping)
 {
+	char	   *record = el_build_record(e, wal_end, stopping, NULL);
+
 	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
-								   e->record_key, el_build_record(e, wal_end, stopping, NULL),
+								   e->record_key, record,
+								   e->term_claimed ? e->term_key : NULL,
+								   e->term_claimed ? el_confirmed_term(e) : NULL,
 								   e->config.request_timeout_ms, REQ_RECORD);
 }
 

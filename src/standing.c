@@ -10,8 +10,12 @@
  * a queued standby that lost its stream keeps its place for a grace period
  * longer than a lease, so that when the leader crashed -- and every standby
  * lost its stream at once -- the first in line still takes over once the
- * leader's lease expires.  A standby that streams an older timeline than
- * the cluster's reconnects after that grace period.
+ * leader's lease expires.  A recorded synchronous standby stands as long
+ * as the record names it, even without a stream or a leader: it has every
+ * acknowledged commit, so the cluster need not wait for its old primary.
+ * A standby that streams an older timeline than the cluster's reconnects
+ * after that grace period.  The synchronous set a standby relies on is the
+ * one the leader's term confirms (rely_on_confirmed_set()).
  */
 #include "postgres.h"
 
@@ -36,6 +40,19 @@ stream_grace_us(Election *e)
 /* ---- standing ---- */
 
 /*
+ * A standby the record names as synchronous: it has every acknowledged
+ * commit, however long ago its stream ended -- the leader takes it out of
+ * the record before commits stop waiting for it.
+ */
+bool
+el_recorded_sync_standby(Election *e)
+{
+	return e->replication.in_recovery && e->record.exists && e->record.readable &&
+		e->record.sync.mode != SYNC_MODE_OFF &&
+		sync_set_has(&e->record.sync, e->config.node_name);
+}
+
+/*
  * Whether the node may stand now, by its replication state and the last
  * read of the election; if not, e->ineligible_reason says why.
  */
@@ -49,16 +66,21 @@ el_may_stand(Election *e, uint64 now)
 	input.node_name = e->config.node_name;
 	input.candidate = e->config.candidate;
 	input.max_lag_bytes = e->config.max_lag_bytes;
-	/* one that yielded stands again at once: the one it yielded to may fail */
+	/*
+	 * One that yielded stands again at once: the one it yielded to may fail.
+	 * A recorded synchronous standby stands as long as the record names it.
+	 */
 	input.stream_grace = (e->stream_lost_at != 0 &&
 						  now < e->stream_lost_at + stream_grace_us(e)) ||
-		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e));
+		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e)) ||
+		el_recorded_sync_standby(e);
 	input.replicated_member = e->replicated_member;
 	input.timeline_seen = e->timeline_seen;
 	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
 	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
 		return false;
-	if (rs->in_recovery && !e->leader_known)
+	/* (a recorded synchronous standby may take over an empty queue too) */
+	if (rs->in_recovery && !e->leader_known && !el_recorded_sync_standby(e))
 	{
 		strlcpy(e->ineligible_reason,
 				"no leader to stream from: a standby stands only behind a leader",
@@ -181,6 +203,32 @@ el_note_membership(Election *e, const ClusterRecord *record)
 	e->timeline_seen = Max(record->timeline, e->timeline_seen);
 }
 
+/*
+ * The synchronous set a standby relies on: the record's, when the term says
+ * the same.  The leader writes both in one transaction, and its term at
+ * every confirmation, so they differ only when someone else wrote the
+ * record -- an old copy put back (etcd restored from a snapshot), one made
+ * by hand -- or the leader's last write failed half-way.  Then the standby
+ * relies on what both allow (sync_set_intersect()): a set that grew admits
+ * no newcomer, "off" or another set admits nobody the leader's did not.
+ * Only "synchronous_mode":"off", which the leader never writes, overrides
+ * it: an operator accepting the loss of what only the old primary had.  A
+ * term that says nothing of the set (a claim, an older version) leaves the
+ * record as it is.  Reads take the term before the record.
+ */
+static void
+rely_on_confirmed_set(Election *e)
+{
+	ClusterRecord *r = &e->record;
+
+	if (!r->exists || !r->readable || r->sync_off_by_hand ||
+		el_holds_first_place(e->phase) ||
+		!e->term.exists || !e->term.readable || !e->term.has_sync)
+		return;
+	if (!sync_set_equal(&r->sync, &e->term.sync))
+		sync_set_intersect(&r->sync, &e->term.sync, &r->sync);
+}
+
 /* The record as the last read of the election had it. */
 void
 el_take_record(Election *e, const EtcdElectionRead *read)
@@ -189,5 +237,6 @@ el_take_record(Election *e, const EtcdElectionRead *read)
 		cluster_record_decode(read->record_value, read->record_len, &e->record);
 	else
 		memset(&e->record, 0, sizeof(e->record));
+	rely_on_confirmed_set(e);
 	el_note_membership(e, &e->record);
 }

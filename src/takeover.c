@@ -63,7 +63,20 @@ el_released_term(Election *e)
 	if (!e->term_claimed || le_commits_in_flight() != 0)
 		return NULL;
 	return term_record_encode(e->key, e->create_revision, e->config.node_name,
-							  e->lease_ttl_s, true);
+							  e->lease_ttl_s, true, NULL);
+}
+
+/*
+ * This node's term as its claim and each confirmation write it (palloc'd):
+ * once it holds first place, with the synchronous set it is recording, so
+ * that standbys can tell that set from a record written by someone else.
+ */
+char *
+el_confirmed_term(Election *e)
+{
+	return term_record_encode(e->key, e->create_revision, e->config.node_name,
+							  e->lease_ttl_s, false,
+							  el_holds_first_place(e->phase) ? &e->sync_next : NULL);
 }
 
 /*
@@ -75,8 +88,7 @@ el_send_confirmation(Election *e, int64 released_at, int tag)
 {
 	return etcd_confirm_term(e->client, e->config.prefix, e->key, e->create_revision,
 							 e->term_key,
-							 term_record_encode(e->key, e->create_revision,
-												e->config.node_name, e->lease_ttl_s, false),
+							 el_confirmed_term(e),
 							 released_at, e->record_key, e->config.request_timeout_ms, tag);
 }
 

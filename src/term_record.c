@@ -59,7 +59,7 @@ term_record_key(const char *prefix, char *key, size_t len)
 
 char *
 term_record_encode(const char *key, int64 revision, const char *node, int ttl_s,
-				   bool released)
+				   bool released, const SyncSet *sync)
 {
 	cJSON	   *json = cJSON_CreateObject();
 	char		rev[32];
@@ -77,6 +77,11 @@ term_record_encode(const char *key, int64 revision, const char *node, int ttl_s,
 	cJSON_AddNumberToObject(json, "ttl", ttl_s);
 	if (released)
 		cJSON_AddTrueToObject(json, "released");
+	if (sync != NULL)
+	{
+		cJSON_AddBoolToObject(json, "confirms_synchronous", true);
+		sync_set_to_json(sync, json);
+	}
 	text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
 	if (text == NULL)
@@ -108,6 +113,7 @@ term_record_decode(const char *value, size_t len, int64 mod_revision,
 	const cJSON *released;
 	size_t		prefix_len = strlen(prefix);
 	char	   *end;
+	bool		by_hand;
 
 	memset(term, 0, sizeof(*term));
 	term->exists = true;
@@ -140,6 +146,9 @@ term_record_decode(const char *value, size_t len, int64 mod_revision,
 	if (released != NULL && !cJSON_IsBool(released))
 		return unreadable(term, "released is not a boolean", json);
 	term->released = cJSON_IsTrue(released);
+	term->has_sync = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, "confirms_synchronous"));
+	if (term->has_sync && !sync_set_from_json(json, &term->sync, &by_hand))
+		return unreadable(term, "synchronous_mode or synchronous is not what the leader writes", json);
 	term->readable = true;
 	cJSON_Delete(json);
 }

@@ -7,6 +7,7 @@
 #ifndef LEADER_ELECTION_TERM_RECORD_H
 #define LEADER_ELECTION_TERM_RECORD_H
 
+#include "cluster_record.h"
 #include "shared_state.h"
 
 /*
@@ -26,15 +27,18 @@ typedef struct TermRecord
 	char		node[LE_NAME_LEN];	/* printable */
 	int			ttl_s;			/* the holder's lease TTL */
 	bool		released;
+	/* the leader's synchronous set as it last confirmed it (has_sync) */
+	bool		has_sync;
+	SyncSet		sync;
 	char		problem[LE_ERROR_LEN];
 } TermRecord;
 
 /* The record's key for an election prefix. */
 extern void term_record_key(const char *prefix, char *key, size_t len);
 
-/* The record as JSON, for etcd (palloc'd). */
+/* The record as JSON, for etcd (palloc'd); sync may be NULL. */
 extern char *term_record_encode(const char *key, int64 revision, const char *node,
-								int ttl_s, bool released);
+								int ttl_s, bool released, const SyncSet *sync);
 
 /* Parses an etcd value; keys outside prefix + "/" make it unreadable. */
 extern void term_record_decode(const char *value, size_t len, int64 mod_revision,

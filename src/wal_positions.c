@@ -50,7 +50,8 @@ own_position(Election *e, WalPosition *p)
 
 /*
  * Publishes the position of a queued standby whose stream ended (again if
- * what it flushed still moved), withdraws it once the node streams again.
+ * what it flushed still moved), withdraws it once the node streams again or
+ * is no queued standby any more (it promotes).
  */
 void
 el_step_position(Election *e)
@@ -77,7 +78,7 @@ el_step_position(Election *e)
 		e->published_lsn = mine.flushed;
 		e->position_published = true;
 	}
-	else if (e->position_published && e->replication.streaming)
+	else if (e->position_published && (e->replication.streaming || !queued_standby(e)))
 	{
 		e->position_write = etcd_delete(e->client, key, e->config.request_timeout_ms,
 										REQ_POSITION);
@@ -167,6 +168,7 @@ el_on_succession_answer(Election *e, EtcdRequest *req)
 		el_enter(e, EP_LOOKING);
 		return;
 	}
+	el_take_term(e, &read);
 	el_take_record(e, &read);
 	positions = palloc0(sizeof(WalPosition) * Max(read.nextra, 1));
 	for (int i = 0; i < read.nextra; i++)
