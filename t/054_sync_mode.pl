@@ -93,6 +93,20 @@ sub record_set
 		join(',', @{ $rec->{synchronous} || [] }));
 }
 
+# record_set() as "mode|a,b", once it is $want (or after 30 s).
+sub record_set_until
+{
+	my ($want) = @_;
+	my $deadline = time() + 30;
+	my $got = join('|', record_set());
+	while ($got ne $want && time() < $deadline)
+	{
+		usleep(100_000);
+		$got = join('|', record_set());
+	}
+	return $got;
+}
+
 # ALTER SYSTEM SET on every node, and a reload.
 sub set_all
 {
@@ -306,12 +320,23 @@ sub settle
 				"$count|$count|t");
 			@set = split /,/,
 			  status($leader, "array_to_string(synchronous_standbys, ',')");
-			my $ssn = $leader->safe_psql('postgres', 'SHOW synchronous_standby_names');
-			foreach my $m (@set)
+			# the setting names exactly the set (when a member leaves, the
+			# record changes first and the setting after: poll)
+			my $want_ssn = sub {
+				my ($ssn) = @_;
+				my @named = ($ssn =~ /"([^"]*)"/g);
+				return $ssn =~ /^FIRST $count \(/
+				  && join(',', sort @named) eq join(',', sort @set);
+			};
+			my $ssn;
+			$deadline = time() + 30;
+			while (1)
 			{
-				$ok &&= $ssn =~ /"\Q$m\E"/;
+				$ssn = $leader->safe_psql('postgres', 'SHOW synchronous_standby_names');
+				last if $want_ssn->($ssn) || time() > $deadline;
+				usleep(100_000);
 			}
-			$ok &&= $ssn =~ /^FIRST $count \(/;
+			$ok &&= $want_ssn->($ssn);
 			my $want = join(',', sort @set);
 			$deadline = time() + 30;
 			my ($mode, $rset) = record_set();
@@ -460,7 +485,7 @@ ok( $n1->poll_query_until(
 		"SELECT sync_state FROM pg_stat_replication WHERE application_name = 'n2'",
 		'sync'),
 	"n1's pg_stat_replication: n2 is synchronous");
-is(join('|', record_set()), 'on|n2', 'the cluster record: synchronous_mode on, set {n2}');
+is(record_set_until('on|n2'), 'on|n2', 'the cluster record: synchronous_mode on, set {n2}');
 ok( $n2->poll_query_until(
 		'postgres',
 		"SELECT synchronous_mode, synchronous_standby, "
@@ -593,9 +618,10 @@ ok( $leader->poll_query_until(
 		  . 'FROM leader_status()',
 		'0|f'),
 	'D: no standby: the leader records an empty set, automatic_failover false');
-is($leader->safe_psql('postgres', 'SHOW synchronous_standby_names'),
-	'', 'D: synchronous_standby_names is empty');
-is(join('|', record_set()), 'on|', 'D: the cluster record: on, empty set');
+# the record first, the setting after: poll
+ok($leader->poll_query_until('postgres', 'SHOW synchronous_standby_names', ''),
+	'D: then synchronous_standby_names is empty');
+is(record_set_until('on|'), 'on|', 'D: the cluster record: on, empty set');
 ok(wait_acked_on($leader, 50), 'D: the client still commits on ' . $leader->name);
 $leader->stop('immediate');
 $ncrash++;
@@ -695,8 +721,9 @@ foreach my $change (
 	is(status($leader, 'synchronous_mode'), $mode, "$what: the leader says $mode");
 	if ($mode eq 'off')
 	{
-		is($leader->safe_psql('postgres', 'SHOW synchronous_standby_names'),
-			'', "$what: synchronous_standby_names is empty");
+		# the record says off first, the setting goes after: poll
+		ok($leader->poll_query_until('postgres', 'SHOW synchronous_standby_names', ''),
+			"$what: then synchronous_standby_names is empty");
 	}
 	crash_and_check($leader, $mode eq 'off' ? undef : $set, $what,
 		lossy => $mode eq 'off');
