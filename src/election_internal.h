@@ -234,6 +234,7 @@ extern void el_on_renewal_answer(Election *e, EtcdRequest *req);
 
 /* standing.c: whether this node may stand */
 extern bool el_recorded_sync_standby(Election *e);
+extern bool el_sync_standby_may_start(Election *e);
 extern bool el_may_stand(Election *e, uint64 now);
 extern void el_assess(Election *e, uint64 now);
 extern void el_note_membership(Election *e, const ClusterRecord *record);

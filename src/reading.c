@@ -152,7 +152,7 @@ el_on_range_answer(Election *e, EtcdRequest *req)
 			return;
 		}
 		if (first && e->replication.in_recovery && !e->followed_leader &&
-			!el_recorded_sync_standby(e))
+			!el_sync_standby_may_start(e))
 		{
 			el_leave(e, "a standby takes over only from a leader it queued behind", true);
 			return;

@@ -53,6 +53,17 @@ el_recorded_sync_standby(Election *e)
 }
 
 /*
+ * ... and may take over without a leader it queued behind: after a crash of
+ * the primary, not after a clean stop (a restart of the whole cluster waits
+ * for its primary, as without synchronous mode).
+ */
+bool
+el_sync_standby_may_start(Election *e)
+{
+	return el_recorded_sync_standby(e) && !e->record.stopping;
+}
+
+/*
  * Whether the node may stand now, by its replication state and the last
  * read of the election; if not, e->ineligible_reason says why.
  */
@@ -80,7 +91,7 @@ el_may_stand(Election *e, uint64 now)
 	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
 		return false;
 	/* (a recorded synchronous standby may take over an empty queue too) */
-	if (rs->in_recovery && !e->leader_known && !el_recorded_sync_standby(e))
+	if (rs->in_recovery && !e->leader_known && !el_sync_standby_may_start(e))
 	{
 		strlcpy(e->ineligible_reason,
 				"no leader to stream from: a standby stands only behind a leader",
