@@ -42,13 +42,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 # t/ holds the helper modules (PROVE_FLAGS in the Makefile is reset by PGXS)
 use FindBin;
 use lib $FindBin::RealBin;
 
+use AckedWriter;
 use EtcdServer;
 use LeaderElectionTest;
 
@@ -117,161 +117,13 @@ sub set_all
 	return;
 }
 
-#
-# The client: a separate perl process (DBD::Pg), one connection through the
-# read-write string, autocommit INSERTs of ids 1, 2, ...; reconnects after
-# any error. An acknowledged id is appended to the ack file at once, as
-# "<id> <node>". No statement_timeout: a commit whose wait for the
-# synchronous standby is cancelled is reported as committed with a WARNING
-# ("canceling wait for synchronous replication ... committed locally"),
-# which is no acknowledgement of a replicated commit: such ids go to the
-# file marked "warned", are left out of the checks and must not happen.
-# (Other warnings are no reason: e.g. "terminating connection due to
-# immediate shutdown command", read together with the answer of a commit
-# that completed just before the crash.)
-#
-my $ackfile = PostgreSQL::Test::Utils::tempdir() . '/acked';
-my $writer_log = $ackfile . '.log';
-my $writer_code = <<'EOF';
-use strict;
-use warnings;
-use DBI;
-use IO::Handle;
-use Time::HiRes qw(usleep);
-my ($conninfo, $ackfile) = @ARGV;
-(my $dsn = "dbi:Pg:$conninfo") =~ s/ /;/g;
-open(my $ack, '>>', $ackfile) or die "$ackfile: $!";
-$ack->autoflush(1);
-STDERR->autoflush(1);
-my $stop = 0;
-$SIG{TERM} = sub { $stop = 1 };
-my $warned = '';
-$SIG{__WARN__} = sub { $warned .= $_[0] };
-my ($dbh, $id) = (undef, 0);
-while (!$stop)
-{
-	unless ($dbh)
-	{
-		$dbh = DBI->connect($dsn, '', '',
-			{ AutoCommit => 1, RaiseError => 0, PrintError => 0, PrintWarn => 1 });
-		unless ($dbh)
-		{
-			print STDERR "connect: $DBI::errstr\n";
-			usleep(50_000);
-			next;
-		}
-		$dbh->do("SET client_min_messages = 'warning'");
-		# the nodes log every statement (log_statement = all): not these
-		$dbh->do("SET log_statement = 'none'");
-	}
-	$id++;
-	$warned = '';
-	my ($node) = $dbh->selectrow_array(
-		"INSERT INTO t (id, node) VALUES ($id, "
-		  . "current_setting('leader_election.node_name')) RETURNING node");
-	if (defined $node && $warned !~ /synchronous replication|committed locally/)
-	{
-		print $ack "$id $node\n";
-	}
-	elsif (defined $node)
-	{
-		print $ack "$id $node warned\n";
-		print STDERR "id $id acknowledged with a warning: $warned";
-	}
-	else
-	{
-		print STDERR "id $id: " . ($dbh->errstr // 'error') . "\n";
-		$dbh->disconnect;
-		undef $dbh;
-		usleep(20_000);
-	}
-}
-EOF
+# The client (t/AckedWriter.pm): commits single-row INSERTs into t through
+# the read-write string and writes down every acknowledged id; a commit
+# acknowledged with the WARNING that its wait for the synchronous standby
+# was cancelled is "warned": no acknowledgement of a replicated commit, left
+# out of the checks, and must not happen (asserted at the end). Ids lost
+# after a crash in synchronous_mode off are exempted from later checks.
 my $writer;
-
-sub writer_start
-{
-	my $script = PostgreSQL::Test::Utils::tempdir() . '/writer.pl';
-	open(my $fh, '>', $script) or die "$script: $!";
-	print $fh $writer_code;
-	close $fh;
-	my $connstr = le_rw_connstr(@nodes);
-	$writer = IPC::Run::start([ 'perl', $script, $connstr, $ackfile ],
-		'<', \undef, '>>', $writer_log, '2>>', $writer_log);
-	note "client commits through: $connstr";
-	return;
-}
-
-# The acknowledged ids, read incrementally from the ack file (ids are
-# appended in increasing order): their number, the highest, the ids below it
-# that were not acknowledged (few: the attempts that failed around crashes)
-# and the number marked "warned".
-my %ack = (offset => 0, count => 0, max => 0, gaps => [], warned => 0);
-
-sub read_acked
-{
-	open(my $fh, '<', $ackfile) or return \%ack;
-	seek($fh, $ack{offset}, 0);
-	while (my $line = <$fh>)
-	{
-		# the writer may be in the middle of a line: read it next time
-		last unless $line =~ /^(\d+) (\S+)( warned)?\n\z/;
-		$ack{offset} += length($line);
-		my $id = $1;
-		push @{ $ack{gaps} }, ($ack{max} + 1 .. $id - 1);
-		$ack{max} = $id;
-		if ($3)
-		{
-			$ack{warned}++;
-			push @{ $ack{gaps} }, $id;
-			next;
-		}
-		$ack{count}++;
-	}
-	close $fh;
-	return \%ack;
-}
-
-# Waits until the client had $n more commits acknowledged by $node.
-sub wait_acked_on
-{
-	my ($node, $n) = @_;
-	my $name  = $node->name;
-	my $start = -s $ackfile // 0;
-	my $deadline = time() + 60;
-	while (time() < $deadline)
-	{
-		my $tail = (-s $ackfile // 0) > $start ? slurp_file($ackfile, $start) : '';
-		my @mine = ($tail =~ /^\d+ \Q$name\E\n/mg);
-		return 1 if @mine >= $n;
-		usleep(50_000);
-	}
-	diag "wait_acked_on: fewer than $n commits acknowledged by $name in 60 s";
-	return 0;
-}
-
-my %exempt;    # ids lost after a crash in synchronous_mode off
-
-# The acknowledged ids that $node does not have (ids lost in off excepted):
-# (number acknowledged, lost ids). The ack file is read first: every id in
-# it was acknowledged before the query starts. The acknowledged ids are 1 ..
-# max but the gaps; the rows the node has among them are counted in SQL, and
-# only if some are missing are they looked for one by one.
-sub lost_on
-{
-	my ($node) = @_;
-	my $st = read_acked();
-	my @skip = (@{ $st->{gaps} }, keys %exempt);
-	my $want = $st->{count} - scalar(keys %exempt);
-	my $have = $node->safe_psql('postgres',
-		"SELECT count(*) FROM t WHERE id BETWEEN 1 AND $st->{max} "
-		  . "AND id <> ALL ('{" . join(',', @skip) . "}'::bigint[])");
-	return ($st->{count}) if $have == $want;
-	my %not = map { $_ => 1 } @skip;
-	my %has = map { $_ => 1 } split /\n/,
-	  $node->safe_psql('postgres', "SELECT id FROM t WHERE id BETWEEN 1 AND $st->{max}");
-	return ($st->{count}, grep { !$not{$_} && !$has{$_} } 1 .. $st->{max});
-}
 
 # Waits until every running node is settled: one leader, every other node
 # streams from it and is queued, the leader and the cluster record say
@@ -353,7 +205,7 @@ sub settle
 		{
 			note "settled: $lname leads (no synchronous set expected)";
 		}
-		$ok &&= wait_acked_on($leader, 20);
+		$ok &&= defined $writer->wait_acked_on($leader, 20);
 	}
 	ok($ok, "$what: settled" . ($ok ? ' (' . $leader->name . " leads, set {@set})" : ''))
 	  or diag 'record: ' . (le_cluster_record($etcd, $prefix) || {})->{_raw};
@@ -423,12 +275,12 @@ sub crash_and_check
 			"$what: the new leader " . $new->name . " was in the set {@$set}");
 	}
 	$new->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
-	my ($nacked, @lost) = lost_on($new);
+	my ($nacked, @lost) = $writer->lost_on($new);
 	note sprintf('%s: crash %d of %s, %s led %.1f s later; %d acknowledged ids, %d lost',
 		$what, $ncrash, $leader->name, $new->name, $took, $nacked, scalar(@lost));
 	if ($p{lossy})
 	{
-		$exempt{$_} = 1 foreach @lost;
+		$writer->exempt(@lost);
 	}
 	else
 	{
@@ -443,27 +295,6 @@ sub crash_and_check
 	follow_or_rejoin($_, $new, $since{ $_->name }, $what)
 	  foreach grep { $_ != $new } @survivors;
 	return $new;
-}
-
-# Stops (SIGSTOP), resumes (SIGCONT) or kills (SIGKILL) a node's postmaster
-# and every child.
-sub freeze
-{
-	my ($node, $signal) = @_;
-	my $pm = le_postmaster_pid($node);
-	my @kids;
-	foreach my $dir (glob('/proc/[0-9]*'))
-	{
-		next unless open(my $sf, '<', "$dir/stat");
-		my $stat = <$sf>;
-		close $sf;
-		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $pm;
-		push @kids, (split m{/}, $dir)[-1];
-	}
-	# the postmaster last on the way up, first otherwise
-	my @order = $signal eq 'CONT' ? (@kids, $pm) : ($pm, @kids);
-	kill $signal, @order;
-	return scalar(@order);
 }
 
 #
@@ -499,8 +330,8 @@ ok( $n3->poll_query_until(
 		'on|f'),
 	'n3: not a synchronous standby');
 
-writer_start();
-ok(wait_acked_on($n1, 50), 'the client commits on n1');
+$writer = AckedWriter->start(connstr => le_rw_connstr(@nodes));
+ok(defined $writer->wait_acked_on($n1, 50), 'the client commits on n1');
 
 #
 # B. Crashes of the primary, each followed by the rejoin of the old one
@@ -520,7 +351,7 @@ my ($outsider) = grep { $_ != $leader && $_ != $member } @nodes;
 note 'C: leader ' . $leader->name . ', member ' . $member->name
   . ', outsider ' . $outsider->name . '; queue ' . le_candidate_names($leader);
 my $outsider_since = -s $outsider->logfile;
-freeze($member, 'STOP');
+le_signal_node($member, 'STOP');
 $leader->stop('immediate');
 $ncrash++;
 $down{ $member->name } = 1;    # frozen: not to be asked anything
@@ -545,14 +376,14 @@ like(
 	$why,
 	qr/not in the synchronous set primary "\Q${\ $leader->name }\E" recorded, and no member of it is queued: no standby takes over automatically/,
 	'C: the outsider says why it does not take over (leader_status().succession)');
-freeze($member, 'CONT');
+le_signal_node($member, 'CONT');
 delete $down{ $member->name };
 my $new = le_wait_one_leader(90, $member, $outsider);
 is(defined $new ? $new->name : 'none', $member->name,
 	'C: the member ' . $member->name . ', resumed, takes over');
 note sprintf('C: %s led %.1f s after the crash', ($new ? $new->name : 'none'), time() - $t0);
 $member->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
-my ($nacked, @lost) = lost_on($member);
+my ($nacked, @lost) = $writer->lost_on($member);
 $nchecked++;
 is(scalar(@lost), 0, "C: every acknowledged id ($nacked) is on " . $member->name);
 my ($rc, $out, $err) = le_rejoin($leader, $member, start => 1);
@@ -590,13 +421,13 @@ while ($ahead ne 't' && time() < $deadline)
 is($ahead, 't', 'C2: the outsider ' . $outsider->name
 	  . ' received more WAL than the member ' . $member->name);
 $outsider_since = -s $outsider->logfile;
-freeze($leader, 'KILL');
+le_signal_node($leader, 'KILL');
 $ncrash++;
 $new = le_wait_one_leader(90, $member, $outsider);
 is(defined $new ? $new->name : 'none', $member->name,
 	'C2: the member ' . $member->name . ' takes over, not the outsider with more WAL');
 $member->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
-($nacked, @lost) = lost_on($member);
+($nacked, @lost) = $writer->lost_on($member);
 $nchecked++;
 is(scalar(@lost), 0, "C2: every acknowledged id ($nacked) is on " . $member->name);
 ($rc, $out, $err) = le_rejoin($leader, $member, start => 1);
@@ -622,7 +453,8 @@ ok( $leader->poll_query_until(
 ok($leader->poll_query_until('postgres', 'SHOW synchronous_standby_names', ''),
 	'D: then synchronous_standby_names is empty');
 is(record_set_until('on|'), 'on|', 'D: the cluster record: on, empty set');
-ok(wait_acked_on($leader, 50), 'D: the client still commits on ' . $leader->name);
+ok(defined $writer->wait_acked_on($leader, 50),
+	'D: the client still commits on ' . $leader->name);
 $leader->stop('immediate');
 $ncrash++;
 $down{ $leader->name } = 1;
@@ -657,7 +489,7 @@ ok( (grep { /recorded no synchronous standby: no standby takes over automaticall
 $leader->start;
 delete $down{ $leader->name };
 ok(le_wait_leader($leader), 'D: the old primary ' . $leader->name . ' is back and leads');
-($nacked, @lost) = lost_on($leader);
+($nacked, @lost) = $writer->lost_on($leader);
 is(scalar(@lost), 0, "D: every acknowledged id ($nacked) is on " . $leader->name);
 
 #
@@ -733,17 +565,16 @@ foreach my $change (
 # The end: every acknowledged id is on the last leader
 #
 ($leader, $set) = settle('on', 1, 'end');
-$writer->signal('TERM');
-$writer->finish;
-($nacked, @lost) = lost_on($leader);
+$writer->stop;
+($nacked, @lost) = $writer->lost_on($leader);
 is(scalar(@lost), 0, "end: every acknowledged id ($nacked) is on " . $leader->name);
-is(read_acked()->{warned}, 0,
+is($writer->read_acked->{warned}, 0,
 	'no commit was acknowledged with a warning that its synchronous wait was cancelled');
 cmp_ok($nchecked, '>=', 10,
 	"$ncrash crashes of the primary, $nchecked of them in on or strict, "
 	  . 'each followed by a zero-loss check and a rejoin');
-my @errors = split /\n/, slurp_file($writer_log);
-note scalar(@errors) . ' client errors; ids lost in off: ' . scalar(keys %exempt)
+my @errors = $writer->log_lines;
+note scalar(@errors) . ' client errors; ids lost in off: ' . $writer->exempted
   . "; standbys that had more WAL than the new leader and were rewound: $nrewound";
 note "client: $_" foreach @errors[ 0 .. ($#errors < 9 ? $#errors : 9) ];
 

@@ -21,13 +21,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
 
 use FindBin;
 use lib $FindBin::RealBin;
 
+use AckedWriter;
 use EtcdServer;
 use TcpProxy;
 use LeaderElectionTest;
@@ -48,117 +48,6 @@ sub record_set
 	my $rec = le_cluster_record($etcd, $prefix) || {};
 	return ($rec->{synchronous_mode} // 'off',
 		join(',', @{ $rec->{synchronous} || [] }));
-}
-
-# the client (DBD::Pg), as t/054 has it: "<id> <node>" per acknowledged id
-my $ackfile    = PostgreSQL::Test::Utils::tempdir() . '/acked';
-my $writer_log = "$ackfile.log";
-my $writer_code = <<'EOF';
-use strict;
-use warnings;
-use DBI;
-use IO::Handle;
-use Time::HiRes qw(usleep);
-my ($conninfo, $ackfile) = @ARGV;
-(my $dsn = "dbi:Pg:$conninfo") =~ s/ /;/g;
-open(my $ack, '>>', $ackfile) or die "$ackfile: $!";
-$ack->autoflush(1);
-STDERR->autoflush(1);
-my $stop = 0;
-$SIG{TERM} = sub { $stop = 1 };
-my $warned = '';
-$SIG{__WARN__} = sub { $warned .= $_[0] };
-my ($dbh, $id) = (undef, 0);
-while (!$stop)
-{
-	unless ($dbh)
-	{
-		$dbh = DBI->connect($dsn, '', '',
-			{ AutoCommit => 1, RaiseError => 0, PrintError => 0, PrintWarn => 1 });
-		unless ($dbh) { print STDERR "connect: $DBI::errstr\n"; usleep(50_000); next; }
-		$dbh->do("SET client_min_messages = 'warning'");
-	}
-	$id++;
-	$warned = '';
-	my ($node) = $dbh->selectrow_array(
-		"INSERT INTO t (id, node) VALUES ($id, "
-		  . "current_setting('leader_election.node_name')) RETURNING node");
-	if (defined $node && $warned eq '') { print $ack "$id $node\n"; }
-	elsif (defined $node) { print STDERR "id $id warned: $warned"; }
-	else
-	{
-		print STDERR "id $id: " . ($dbh->errstr // 'error') . "\n";
-		$dbh->disconnect;
-		undef $dbh;
-		usleep(20_000);
-	}
-}
-EOF
-my $script = PostgreSQL::Test::Utils::tempdir() . '/writer.pl';
-open(my $fh, '>', $script) or die;
-print $fh $writer_code;
-close $fh;
-
-sub acked
-{
-	my %acked;
-	open(my $fh, '<', $ackfile) or return {};
-	while (my $line = <$fh>)
-	{
-		next unless $line =~ /^(\d+) (\S+)\n\z/;
-		$acked{$1} = $2;
-	}
-	return \%acked;
-}
-
-# the ids acknowledged by now that $node lacks
-sub lost_on
-{
-	my ($node) = @_;
-	my $acked = acked();
-	my %have = map { $_ => 1 } split /\n/,
-	  $node->safe_psql('postgres', 'SELECT id FROM t');
-	my @lost = sort { $a <=> $b } grep { !$have{$_} } keys %$acked;
-	return (scalar(keys %$acked), @lost);
-}
-
-sub last_acked_on
-{
-	my ($name) = @_;
-	my $acked = acked();
-	my @mine = grep { $acked->{$_} eq $name } keys %$acked;
-	return scalar(@mine);
-}
-
-sub wait_more_acked_on
-{
-	my ($name, $n, $timeout) = @_;
-	my $start = last_acked_on($name);
-	my $t0 = time();
-	while (time() - $t0 < $timeout)
-	{
-		return time() - $t0 if last_acked_on($name) >= $start + $n;
-		usleep(20_000);
-	}
-	return undef;
-}
-
-sub freeze
-{
-	my ($node, $signal) = @_;
-	my $pm = le_postmaster_pid($node);
-	my @kids;
-	foreach my $dir (glob('/proc/[0-9]*'))
-	{
-		next unless open(my $sf, '<', "$dir/stat");
-		my $stat = <$sf>;
-		close $sf;
-		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $pm;
-		push @kids, (split m{/}, $dir)[-1];
-	}
-	my @order = $signal eq 'STOP' ? ($pm, @kids) : (@kids, $pm);
-	kill $signal, @order;
-	return;
 }
 
 sub lease_of
@@ -190,15 +79,19 @@ ok($streams, 'n3 streams from n1 through the proxy');
 ok($n1->poll_query_until('postgres',
 	"SELECT array_to_string(synchronous_standbys, ',') FROM leader_status()", 'n2'),
 	'n1 records n2 as its synchronous standby');
-my $writer = IPC::Run::start([ 'perl', $script, le_rw_connstr(@nodes), $ackfile ],
-	'<', \undef, '>>', $writer_log, '2>>', $writer_log);
-ok(defined wait_more_acked_on('n1', 200, 60), 'the client commits on n1');
+# the client (t/AckedWriter.pm, as in t/054): commits INSERTs into t and
+# writes down every acknowledged id. Here a commit answered with any warning
+# at all is no acknowledgement (left out of the checks), not only one whose
+# wait for the synchronous standby was cancelled.
+my $writer =
+  AckedWriter->start(connstr => le_rw_connstr(@nodes), warned => qr/./s);
+ok(defined $writer->wait_acked_on('n1', 200, 60), 'the client commits on n1');
 
 $proxy->freeze;
-ok(defined wait_more_acked_on('n1', 300, 60), 'commits go on with n3 stalled');
+ok(defined $writer->wait_acked_on('n1', 300, 60), 'commits go on with n3 stalled');
 my $rec = le_cluster_record($etcd, $prefix);
 note "record before the crash: $rec->{_raw}";
-freeze($n2, 'STOP');
+le_signal_node($n2, 'STOP');
 $n1->stop('immediate');
 $proxy->stop;
 my $t_crash = time();
@@ -217,7 +110,7 @@ sub n3_never_promotes
 	if ($bad ne '')
 	{
 		$n3->poll_query_until('postgres', 'SELECT pg_is_in_recovery()', 'f');
-		my ($nacked, @lost) = lost_on($n3);
+		my ($nacked, @lost) = $writer->lost_on($n3);
 		is("@lost", '', "$what: every acknowledged id ($nacked) is on n3")
 		  or diag "$what: n3 lacks " . scalar(@lost) . " of $nacked acknowledged ids";
 		return 0;
@@ -250,7 +143,7 @@ $fine = n3_never_promotes('2 (record deleted)') if $fine;
 # recorded synchronous standby stands even so (it has every acknowledged
 # commit, however long ago its stream ended), so n2 takes over.
 #
-freeze($n2, 'CONT');
+le_signal_node($n2, 'CONT');
 if ($fine)
 {
 	$etcd->etcdctl('put', "$prefix.cluster", $rec->{_raw});
@@ -264,10 +157,9 @@ if ($fine)
 	ok(defined $took, '3: n2, the recorded synchronous standby, takes over');
 	if (defined $took)
 	{
-		my ($nacked, @lost) = lost_on($n2);
+		my ($nacked, @lost) = $writer->lost_on($n2);
 		is("@lost", '', "3: every acknowledged id ($nacked) is on n2");
 	}
 }
-$writer->signal('TERM');
-$writer->finish;
+$writer->stop;
 done_testing();

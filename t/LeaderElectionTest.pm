@@ -77,7 +77,7 @@ our @EXPORT = qw(
   le_leader_and_follower le_refused
   le_replicated_cluster le_rw_connstr le_psql_connstr le_rw_until
   le_cluster_record le_wait_cluster_record le_system_identifier
-  le_rejoin le_grace le_holds le_stream_via_proxy le_time_until
+  le_rejoin le_grace le_holds le_stream_via_proxy le_time_until le_signal_node
 );
 
 my @status_cols = qw(role node_name leader_name queue_position lease_id
@@ -915,6 +915,34 @@ sub le_stream_via_proxy
 		"SELECT count(*) FROM pg_stat_replication WHERE application_name = '$name' "
 		  . "AND state = 'streaming' AND client_addr = '127.0.0.1'", '1');
 	return ($proxy, $streaming);
+}
+
+=pod
+
+=item le_signal_node($node, $signal) => count
+
+Sends $signal to $node's postmaster and every child of it: C<STOP> freezes
+the whole node (the postmaster first), C<CONT> resumes it (the postmaster
+last), C<KILL> is a power loss.  Returns how many processes were signalled.
+
+=cut
+
+sub le_signal_node
+{
+	my ($node, $signal) = @_;
+	my $pm = le_postmaster_pid($node);
+	my @kids;
+	foreach my $dir (glob('/proc/[0-9]*'))
+	{
+		next unless open(my $sf, '<', "$dir/stat");
+		my $stat = <$sf>;
+		close $sf;
+		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $pm;
+		push @kids, (split m{/}, $dir)[-1];
+	}
+	my @order = $signal eq 'CONT' ? (@kids, $pm) : ($pm, @kids);
+	kill $signal, @order;
+	return scalar(@order);
 }
 
 =pod
