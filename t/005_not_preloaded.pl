@@ -22,8 +22,20 @@ ok(1, 'CREATE EXTENSION works without the library preloaded');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'leader_election'"),
-	'1.1',
-	'extension 1.1 installed');
+	'1.2',
+	'extension 1.2 installed');
+
+# 1.1 updated to 1.2: leader_status() gets the columns of synchronous mode
+$node->safe_psql('postgres',
+	"DROP EXTENSION leader_election; CREATE EXTENSION leader_election VERSION '1.1'");
+is( $node->safe_psql('postgres',
+		"SELECT array_length(proallargtypes, 1) FROM pg_proc WHERE proname = 'leader_status'"),
+	'17', 'leader_status() of 1.1 has 17 columns');
+$node->safe_psql('postgres', 'ALTER EXTENSION leader_election UPDATE');
+is( $node->safe_psql('postgres',
+		"SELECT extversion, array_length(proallargtypes, 1) FROM pg_extension, pg_proc "
+		  . "WHERE extname = 'leader_election' AND proname = 'leader_status'"),
+	'1.2|24', 'ALTER EXTENSION UPDATE: 1.2, leader_status() has 24 columns');
 
 foreach my $call (
 	'SELECT leader_is_primary()',
