@@ -32,7 +32,8 @@
  *   with no more than max_lag_on_failover of the WAL its upstream has sent,
  *   or the leader recorded as flushed, still unflushed -- none at all when
  *   the leader recorded that it stopped cleanly, for it waited until its
- *   streaming standbys had everything;
+ *   streaming standbys had everything; a recorded synchronous standby has
+ *   every acknowledged commit, so its lag does not count;
  * - leader_election.candidate = off stands for nothing.
  * An unreadable record is a reason not to stand: when unsure, no leader.
  */
@@ -483,7 +484,8 @@ cluster_may_stand(const ClusterRecord *record, const StandingInput *input, char 
 				 lag, owner);
 		return false;
 	}
-	if (cluster_standby_lag(record, rs) > input->max_lag_bytes)
+	/* WAL a synchronous standby lacks holds no acknowledged commit */
+	if (cluster_standby_lag(record, rs) > input->max_lag_bytes && !input->sync_member)
 	{
 		char		lag[32];
 		char		max[32];

@@ -104,6 +104,8 @@ typedef struct StandingInput
 	TimeLineID	timeline_seen;
 	/* the record this node wrote when it moved its cluster here, or NULL */
 	const ClusterRecord *moved_from;
+	/* the record names this standby as synchronous: it has every acknowledged commit */
+	bool		sync_member;
 } StandingInput;
 
 /*

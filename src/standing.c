@@ -88,6 +88,7 @@ el_may_stand(Election *e, uint64 now)
 	input.replicated_member = e->replicated_member;
 	input.timeline_seen = e->timeline_seen;
 	input.moved_from = e->moved_from.exists ? &e->moved_from : NULL;
+	input.sync_member = el_recorded_sync_standby(e);
 	if (!cluster_may_stand(&e->record, &input, e->ineligible_reason))
 		return false;
 	/* (a recorded synchronous standby may take over an empty queue too) */
@@ -166,10 +167,10 @@ el_assess(Election *e, uint64 now)
 	/* a queued standby's grace period starts when its stream ends */
 	if (!e->replication.in_recovery || e->create_revision == 0 || e->replication.streaming)
 		e->stream_lost_at = 0;
-	if (!e->replication.in_recovery || e->replication.streaming)
-		e->yielded_at = 0;
 	else if (e->stream_lost_at == 0)
 		e->stream_lost_at = now;
+	if (!e->replication.in_recovery || e->replication.streaming)
+		e->yielded_at = 0;
 
 	/* first in line, the node stands by definition */
 	if (el_holds_first_place(e->phase) || e->phase == EP_RESIGNING)

@@ -32,6 +32,9 @@
  *   new timeline), then adds standbys; a primary that leads again on the
  *   timeline its record names keeps the set it recorded, whose setting its
  *   postgresql.auto.conf still holds.
+ * - A record write whose answer never came (etcd may have applied it) leaves
+ *   its set possibly recorded: its members stay in the setting until a
+ *   record without them is confirmed.
  * Everything happens one step at a time, while no other request is in
  * flight, in the leader's step.
  */
@@ -198,6 +201,7 @@ void
 el_step_sync(Election *e, uint64 now)
 {
 	const SyncSet *confirmed = &e->sync_confirmed;
+	SyncSet		maybe;
 	SyncSet		keep;
 	WalStreams	streams;
 	char		setting[LE_ERROR_LEN];
@@ -207,16 +211,27 @@ el_step_sync(Election *e, uint64 now)
 		return;
 	replication_streams(&streams);
 
-	/* 1. the record: members that stay, in the mode the settings say */
+	/*
+	 * 1. the record: members that stay, in the mode the settings say.  A
+	 * write whose answer never came may have been applied: until a set is
+	 * confirmed again, its members count as recorded (maybe), so that none
+	 * leaves the setting before a record without it is confirmed.
+	 */
+	maybe = *confirmed;
+	maybe.mode = Max(confirmed->mode, e->sync_next.mode);
+	for (int i = 0; i < e->sync_next.count && maybe.count < LE_MAX_SYNC; i++)
+		if (!sync_set_has(&maybe, e->sync_next.names[i]))
+			strlcpy(maybe.names[maybe.count++], e->sync_next.names[i], LE_NAME_LEN);
 	memset(&keep, 0, sizeof(keep));
 	keep.mode = e->config.sync_mode;
 	if (keep.mode != SYNC_MODE_OFF)
-		for (int i = 0; i < confirmed->count && keep.count < e->config.sync_node_count; i++)
-			if (good_standby(e, &streams, confirmed->names[i]))
-				strlcpy(keep.names[keep.count++], confirmed->names[i], LE_NAME_LEN);
-	if (!sync_set_equal(&keep, confirmed))
+		for (int i = 0; i < maybe.count && keep.count < e->config.sync_node_count; i++)
+			if (good_standby(e, &streams, maybe.names[i]))
+				strlcpy(keep.names[keep.count++], maybe.names[i], LE_NAME_LEN);
+	if (!sync_set_equal(&keep, confirmed) || !sync_set_equal(&e->sync_next, confirmed))
 	{
-		e->sync_adding[0] = '\0';
+		if (e->sync_adding[0] != '\0' && !sync_set_has(&keep, e->sync_adding))
+			e->sync_adding[0] = '\0';
 		record_set(e, &keep);
 		return;
 	}
