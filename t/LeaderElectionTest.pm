@@ -291,9 +291,13 @@ sub le_leaders
 	foreach my $n (@nodes)
 	{
 		my $out = '';
-		my $rc = $n->psql('postgres', 'SELECT leader_is_primary()',
-			stdout => \$out, timeout => 30);
-		push @leaders, $n if $rc == 0 && $out eq 't';
+		# a node that is down: psql may exit before IPC::Run has written the
+		# query, which croaks ("Broken pipe") instead of returning an error
+		my $rc = eval {
+			$n->psql('postgres', 'SELECT leader_is_primary()',
+				stdout => \$out, timeout => 30);
+		};
+		push @leaders, $n if defined $rc && $rc == 0 && $out eq 't';
 	}
 	return @leaders;
 }
