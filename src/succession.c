@@ -61,6 +61,16 @@ format_position(const WalPosition *p, const WalPosition *other, char *buf, size_
 		snprintf(buf, len, "%X/%X", LSN_FORMAT_ARGS(p->flushed));
 }
 
+/* This node is no member of the recorded set; to is. */
+static SuccessionVerdict
+yield_to_member(const ClusterRecord *record, const char *to, char *why)
+{
+	snprintf(why, LE_ERROR_LEN,
+			 "yielded to %s: it is in the synchronous set primary \"%s\" recorded, this node is not",
+			 to, record->node);
+	return SUCCESSION_YIELD;
+}
+
 SuccessionVerdict
 succession_decide(const SuccessionInput *in, char *to, char *why)
 {
@@ -112,12 +122,9 @@ succession_decide(const SuccessionInput *in, char *to, char *why)
 		strlcpy(to, best_key->name, LE_NAME_LEN);
 		format_position(best, in->own, theirs, sizeof(theirs));
 		format_position(in->own, best, mine, sizeof(mine));
-		if (may_take_over(record, in->own->node))
-			snprintf(why, LE_ERROR_LEN, "yielded to %s: %s > %s", to, theirs, mine);
-		else
-			snprintf(why, LE_ERROR_LEN,
-					 "yielded to %s: it is in the synchronous set primary \"%s\" recorded, this node is not",
-					 to, record->node);
+		if (!may_take_over(record, in->own->node))
+			return yield_to_member(record, to, why);
+		snprintf(why, LE_ERROR_LEN, "yielded to %s: %s > %s", to, theirs, mine);
 		return SUCCESSION_YIELD;
 	}
 
@@ -125,10 +132,7 @@ succession_decide(const SuccessionInput *in, char *to, char *why)
 	if (member != NULL)
 	{
 		strlcpy(to, member->name, LE_NAME_LEN);
-		snprintf(why, LE_ERROR_LEN,
-				 "yielded to %s: it is in the synchronous set primary \"%s\" recorded, this node is not",
-				 to, record->node);
-		return SUCCESSION_YIELD;
+		return yield_to_member(record, to, why);
 	}
 	if (old_primary != NULL)
 	{
