@@ -266,7 +266,7 @@ extern void el_on_record_answer(Election *e, EtcdRequest *req);
 /* wal_positions.c: the standbys' WAL positions, and who takes over */
 extern void el_step_position(Election *e);
 extern void el_on_position_answer(Election *e, EtcdRequest *req);
-extern bool el_succession_settled(Election *e, uint64 now);
+extern bool el_succession_settled(Election *e, uint64 now, bool known_record);
 extern void el_on_succession_answer(Election *e, EtcdRequest *req);
 
 /* sync_standbys.c: the leader's synchronous standbys */

@@ -117,8 +117,12 @@ el_step_takeover(Election *e, uint64 now)
 		/*
 		 * Our watch saw the key ahead deleted: if the term was written in
 		 * the same transaction, that was its holder's release, and the claim
-		 * holds; if not, its answer is a read like any other.
+		 * holds; if not, its answer is a read like any other.  A standby
+		 * first reads who should take over: a worker whose postmaster died
+		 * releases without letting its standbys catch up.
 		 */
+		if (e->eligible && !el_succession_settled(e, now, false))
+			return;
 		e->claim_on_release = false;
 		if (e->eligible)
 			e->request = el_send_confirmation(e, e->deleted_revision, REQ_CLAIM);
@@ -169,7 +173,7 @@ el_step_takeover(Election *e, uint64 now)
 		return;
 	}
 	/* after a crash: the standby with the most WAL, in sync mode a synchronous one */
-	if (!el_succession_settled(e, now))
+	if (!el_succession_settled(e, now, true))
 		return;
 	e->request = el_send_confirmation(e, 0, REQ_CLAIM);
 }

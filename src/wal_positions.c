@@ -110,15 +110,18 @@ el_on_position_answer(Election *e, EtcdRequest *req)
  * A standby first in line takes over from a primary that neither stopped
  * cleanly nor handed over only once succession.c says so: true then (and
  * for any other takeover).  Until then it reads the queue and the
- * positions; the answer decides.
+ * positions; the answer decides.  With known_record, the record of the last
+ * read may say that the primary stopped cleanly; without, only a fresh
+ * read of it may.
  */
 bool
-el_succession_settled(Election *e, uint64 now)
+el_succession_settled(Election *e, uint64 now, bool known_record)
 {
 	char		prefix[LE_KEY_LEN];
 
-	if (e->succession_settled || !e->replication.in_recovery || !e->record.exists ||
-		(e->record.readable && e->record.stopping))
+	if (e->succession_settled || !e->replication.in_recovery ||
+		(known_record && (!e->record.exists ||
+						  (e->record.readable && e->record.stopping))))
 		return true;
 	if (e->request != NULL || now < e->succession_next_read)
 		return false;
@@ -170,6 +173,13 @@ el_on_succession_answer(Election *e, EtcdRequest *req)
 	}
 	el_take_term(e, &read);
 	el_take_record(e, &read);
+	/* a clean stop or a handover: every standby that may take over has all */
+	if (!e->record.exists || (e->record.readable && e->record.stopping))
+	{
+		e->succession_settled = true;
+		e->succession_wait[0] = '\0';
+		return;
+	}
 	positions = palloc0(sizeof(WalPosition) * Max(read.nextra, 1));
 	for (int i = 0; i < read.nextra; i++)
 		if (wal_position_decode(e->config.prefix, read.extra_keys[i], read.extra_values[i],

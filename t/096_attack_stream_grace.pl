@@ -30,8 +30,9 @@ $etcd->start;
 my ($n1, $n2) = le_replicated_cluster($etcd, n => 2, prefix => $prefix,
 	lease_ttl => $ttl);
 
-# a port nobody listens on: n2's WAL receiver never connects again
-my $dead = PostgreSQL::Test::Cluster::get_free_port();
+# a port nobody listens on: n2's WAL receiver never connects again (port 1,
+# not a free port: a TAP file running beside this one may take that later)
+my $dead = 1;
 $n2->append_conf('postgresql.conf',
 	"primary_conninfo = 'host=127.0.0.1 port=$dead application_name=n2 connect_timeout=1'\n");
 $n2->safe_psql('postgres', 'SELECT pg_reload_conf()');
