@@ -209,6 +209,10 @@ el_step_sync(Election *e, uint64 now)
 
 	if (!e->sync_confirmed_known || e->request != NULL || now < e->sync_retry_at)
 		return;
+	/* asynchronous and nothing left to undo: no walsender snapshot each step */
+	if (e->config.sync_mode == SYNC_MODE_OFF && confirmed->mode == SYNC_MODE_OFF &&
+		e->sync_next.mode == SYNC_MODE_OFF && !e->sync_reset_due)
+		return;
 	replication_streams(&streams);
 
 	/*
