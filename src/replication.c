@@ -50,11 +50,13 @@ replication_read(ReplicationState *state)
 	if (WalRcv != NULL)
 	{
 		WalRcvState rcv_state;
+		bool		connected;
 		XLogRecPtr	flushed;
 		XLogRecPtr	sent;
 
 		SpinLockAcquire(&WalRcv->mutex);
 		rcv_state = WalRcv->walRcvState;
+		connected = WalRcv->ready_to_display;
 		flushed = WalRcv->flushedUpto;
 		sent = WalRcv->latestWalEnd;
 		state->received_timeline = WalRcv->receivedTLI;
@@ -65,7 +67,12 @@ replication_read(ReplicationState *state)
 		 * was replayed already; what this node has is the further of both.
 		 */
 		flushed = Max(flushed, replayed);
-		state->streaming = (rcv_state == WALRCV_STREAMING);
+		/*
+		 * A WAL receiver says it streams as soon as it starts, before it
+		 * connects (every 5 s while the primary is unreachable); it streams
+		 * once it is connected.
+		 */
+		state->streaming = (rcv_state == WALRCV_STREAMING && connected);
 		state->flushed = flushed;
 		state->received = Max(pg_atomic_read_u64(&WalRcv->writtenUpto), flushed);
 		state->lag_bytes = sent > flushed ? (int64) (sent - flushed) : 0;
