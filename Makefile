@@ -6,6 +6,7 @@ MODULE_big = leader_election
 OBJS = \
 	src/module.o \
 	src/shared_state.o \
+	src/counters.o \
 	src/printable.o \
 	src/etcd_access.o \
 	src/etcd_auth.o \
@@ -22,6 +23,7 @@ OBJS = \
 	src/election.o \
 	src/reading.o \
 	src/election_view.o \
+	src/election_events.o \
 	src/lease.o \
 	src/standing.o \
 	src/takeover.o \
@@ -32,6 +34,10 @@ OBJS = \
 	src/handover.o \
 	src/reconfigure.o \
 	src/worker.o \
+	src/http_endpoint.o \
+	src/http_routes.o \
+	src/status_document.o \
+	src/metrics_text.o \
 	src/sql_api.o \
 	src/statement_kinds.o \
 	src/fence.o \
@@ -46,7 +52,7 @@ PGFILEDESC = "leader_election - leader election through etcd"
 # PostgreSQL's headers are not -Wextra clean; ours must be.
 PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS = -Wall -Wextra
-SHLIB_LINK = -lcurl -lcjson
+SHLIB_LINK = -lcurl -lcjson -lmicrohttpd
 
 # pg_regress starts its own instance with the library preloaded; the etcd it
 # talks to is started by scripts/test.sh (see sql/regress.conf).

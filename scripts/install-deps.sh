@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
 	make gcc perl                       # build; prove runs the TAP tests
 	postgresql-15 postgresql-server-dev-15  # server, pg_ctl/initdb/pgbench, PGXS, PostgreSQL::Test::*
-	libcurl4-openssl-dev libcjson-dev   # the extension's HTTP and JSON libraries
+	libcurl4-openssl-dev libcjson-dev   # the extension's HTTP client and JSON libraries
+	libmicrohttpd-dev                   # the HTTP endpoint's server (leader_election.http_listen)
 	libkrb5-dev                         # gssapi.h, which libpq/auth.h includes (session_mode.c)
 	etcd-server etcd-client             # etcd and etcdctl for tests, demo, bench
 	libipc-run-perl                     # needed by PostgreSQL::Test::Cluster
@@ -15,6 +16,8 @@ packages=(
 	strace                              # bench/handover.sh syscall count
 	clang libclang-rt-14-dev            # `make fuzz`: clang and its libFuzzer/sanitizer runtimes
 	openssl curl                        # test certificates (t/make-test-certs.sh); etcd's /metrics in TAP tests
+	haproxy prometheus                  # HAProxy health checks and `promtool check metrics` in TAP tests
+	wrk                                 # bench/http.sh: requests per second of the HTTP endpoint
 )
 
 missing=()

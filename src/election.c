@@ -300,6 +300,7 @@ el_enter(Election *e, ElectionPhase to)
 	if (from != to)
 		elog(DEBUG1, "leader_election: phase \"%s\" -> \"%s\"",
 			 election_phase_name(from), election_phase_name(to));
+	el_note_phase_change(e, from, to, now);
 	e->phase = to;
 	if (to != EP_QUEUED && to != EP_LEADING && to != EP_PROMOTING)
 		e->refresh_due = false;

@@ -30,6 +30,14 @@
 /* the leader's copy of the queue's names, for its synchronous set */
 #define LE_MAX_QUEUE		32
 
+/* Whom a node that became first in line took over from (for the metrics). */
+typedef enum TakeoverKind
+{
+	TAKEOVER_FIRST,				/* nobody: a new election, or its own term */
+	TAKEOVER_AFTER_RELEASE,		/* a leader that let go: a handover */
+	TAKEOVER_AFTER_FAILURE		/* a leader whose lease ran out: a failover */
+} TakeoverKind;
+
 typedef enum RequestTag
 {
 	REQ_GRANT,
@@ -195,6 +203,13 @@ struct Election
 	ElectionConfig pending_config;
 	uint64		move_deadline;	/* moving: commits in flight end by then */
 
+	/* what the metrics count (election_events.c) */
+	uint64		first_in_line_at;	/* entered "taking over"; 0: counted */
+	TakeoverKind takeover_kind; /* ... and from whom it took over */
+	uint64		handover_began_at;	/* entered "handing over"; 0: none */
+	int64		counted_token;	/* the leader's token last counted */
+	bool		counted_leading;
+
 	/* failures, until a range read succeeds again */
 	uint64		retry_at;
 	int			backoff_ms;
@@ -226,6 +241,13 @@ extern void el_on_range_answer(Election *e, EtcdRequest *req);
 
 /* election_view.c: what shared memory shows */
 extern void el_publish(Election *e);
+extern void el_show_queue(const EtcdCandidates *queue);
+
+/* election_events.c: what the metrics count */
+extern void el_note_phase_change(Election *e, ElectionPhase from, ElectionPhase to,
+								 uint64 now);
+extern void el_note_claim(Election *e, bool on_release);
+extern void el_note_view(Election *e, LeaderRole role, int64 leader_token, uint64 now);
 
 /* lease.c: the lease and its renewals */
 extern void el_send_renewal(Election *e, uint64 now);

@@ -82,6 +82,7 @@ el_publish(Election *e)
 	view.queue_position = (e->create_revision != 0) ? e->queue_position : -1;
 	view.lease_id = e->lease_id;
 	view.lease_ttl = e->lease_id != 0 ? e->lease_ttl_s : e->config.lease_ttl_s;
+	view.lease_valid_until = e->lease_id != 0 ? e->lease_valid_until : 0;
 	if (e->create_revision != 0)
 		strlcpy(view.own_key, e->key, LE_KEY_LEN);
 	view.own_create_revision = e->create_revision;
@@ -116,6 +117,7 @@ el_publish(Election *e)
 							   cluster_record_names(&e->record, &e->replication,
 													e->config.node_name) ?
 							   e->record.wal_end : 0);
+	el_note_view(e, view.role, e->leader_known ? e->fencing_token : 0, now);
 	if (!le_shared_publish(&view, leads ? leadership_deadline(e) : 0,
 						   leads ? (uint64) e->create_revision : 0))
 		return;
@@ -141,4 +143,26 @@ el_publish(Election *e)
 		ereport(LOG,
 				(errmsg("leader_election: node \"%s\" is now disconnected from the election",
 						e->config.node_name)));
+}
+
+/* The queue a read showed, for the HTTP endpoint (names and keys printable). */
+void
+el_show_queue(const EtcdCandidates *queue)
+{
+	LeaderQueueView *shown = palloc0(sizeof(LeaderQueueView));
+
+	shown->revision = queue->revision;
+	shown->total = queue->count;
+	shown->count = Min(queue->count, LE_SHOWN_QUEUE);
+	for (int i = 0; i < shown->count; i++)
+	{
+		const EtcdKeyValue *k = &queue->keys[i];
+
+		strlcpy(shown->entries[i].name, k->name, LE_NAME_LEN);
+		le_printable(k->key, strlen(k->key), shown->entries[i].key, LE_KEY_LEN);
+		shown->entries[i].create_revision = k->create_revision;
+		shown->entries[i].lease = k->lease;
+	}
+	le_shared_publish_queue(shown);
+	pfree(shown);
 }

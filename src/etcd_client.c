@@ -28,6 +28,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
+#include "counters.h"
 #include "etcd_auth.h"
 #include "etcd_client.h"
 
@@ -594,6 +595,7 @@ collect_finished(EtcdClient *client)
 		req->curl_result = msg->data.result;
 		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->http_status);
 		curl_multi_remove_handle(client->multi, req->easy);
+		le_count_etcd_call(req->path, no_usable_answer(req) || req->http_status >= 400);
 		if (req == client->authenticating)
 		{
 			on_authenticated(client, req);

@@ -72,6 +72,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "counters.h"
 #include "fence.h"
 #include "leader_election.h"
 #include "session_mode.h"
@@ -320,6 +321,7 @@ fence_error(const char *reason)
 	uint64		valid_until;
 	TimestampTz role_since;
 
+	le_count(LE_COUNT_FENCE_REFUSALS);
 	le_shared_snapshot(&view, &valid_until, &role_since);
 	if (le_leader_term_now(NULL) != 0)
 		ereport(ERROR,
@@ -657,6 +659,7 @@ check_commit(bool prepare)
 		uint64		valid_until;
 		TimestampTz role_since;
 
+		le_count(LE_COUNT_FENCE_REFUSALS);
 		le_shared_snapshot(&view, &valid_until, &role_since);
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

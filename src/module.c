@@ -2,7 +2,8 @@
  * module.c
  *		Module entry: the leader_election.* settings with their checks, and
  *		the registration of the shared-memory hooks, the write fence and the
- *		background worker.
+ *		background workers (the election's, and the HTTP endpoint's when
+ *		leader_election.http_listen is set).
  */
 #include "postgres.h"
 
@@ -14,8 +15,10 @@
 #include "postmaster/postmaster.h"
 #include "utils/guc.h"
 
+#include "counters.h"
 #include "etcd_access.h"
 #include "fence.h"
+#include "http_endpoint.h"
 #include "session_mode.h"
 #include "wal_shipping.h"
 #include "leader_election.h"
@@ -342,12 +345,14 @@ _PG_init(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	etcd_access_define_settings();
+	http_endpoint_define_settings();
 	MarkGUCPrefixReserved("leader_election");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
 	le_shmem_install_hooks();
+	le_counters_install_hooks();
 	le_fence_install();
 	le_session_mode_install(le_fence_node_fenced);
 	le_wal_shipping_install();
@@ -361,4 +366,5 @@ _PG_init(void)
 	strlcpy(worker.bgw_name, "leader_election worker", BGW_MAXLEN);
 	strlcpy(worker.bgw_type, "leader_election", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+	http_endpoint_register_worker();
 }

@@ -14,10 +14,11 @@
 
 #include "election_internal.h"
 
-/* The leader as a read of the whole election (or up to our key) shows it. */
+/* The leader (and the queue) as a read of the whole election, or up to our key, shows it. */
 static void
 take_leader(Election *e, const EtcdCandidates *queue)
 {
+	el_show_queue(queue);
 	e->leader_known = queue->count > 0;
 	if (!e->leader_known)
 		return;

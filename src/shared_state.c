@@ -63,6 +63,7 @@ le_shmem_startup(void)
 		pg_atomic_init_u32(&le_shared->resign_requests, 0);
 		pg_atomic_init_u32(&le_shared->commits_in_flight, 0);
 		pg_atomic_init_u64(&le_shared->recorded_wal_end, 0);
+		pg_atomic_init_u64(&le_shared->loop_turned_at, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
 		le_shared->worker_procno = -1;
@@ -95,6 +96,27 @@ le_clock_us(void)
 	return (uint64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+const char *
+le_role_name(LeaderRole role)
+{
+	switch (role)
+	{
+		case LE_ROLE_LEADER:
+			return "leader";
+		case LE_ROLE_FOLLOWER:
+			return "follower";
+		case LE_ROLE_TAKING_OVER:
+			return "taking over";
+		case LE_ROLE_PROMOTING:
+			return "promoting";
+		case LE_ROLE_RESIGNING:
+			return "resigning";
+		case LE_ROLE_DISCONNECTED:
+			break;
+	}
+	return "disconnected";
+}
+
 /* ---- the worker's side ---- */
 
 /* Whatever happens to the worker, shared memory must not say "leader". */
@@ -108,6 +130,8 @@ detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	if (le_shared->view.role != LE_ROLE_DISCONNECTED)
 		le_shared->role_since = GetCurrentTimestamp();
 	reset_view(&le_shared->view);
+	memset(&le_shared->queue, 0, sizeof(LeaderQueueView));
+	pg_atomic_write_u64(&le_shared->loop_turned_at, 0);
 	/* nobody is left to serve them */
 	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
 	le_shared->resign_error[0] = '\0';
@@ -190,6 +214,20 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 }
 
 void
+le_shared_publish_queue(const LeaderQueueView *queue)
+{
+	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	le_shared->queue = *queue;
+	LWLockRelease(&le_shared->lock);
+}
+
+void
+le_shared_loop_turned(void)
+{
+	pg_atomic_write_u64(&le_shared->loop_turned_at, le_clock_us());
+}
+
+void
 le_wake_worker(void)
 {
 	int			worker_procno;
@@ -232,6 +270,26 @@ le_shared_snapshot(LeaderView *view, uint64 *valid_until_us, TimestampTz *role_s
 	*role_since = le_shared->role_since;
 	LWLockRelease(&le_shared->lock);
 	*valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
+}
+
+void
+le_shared_queue_snapshot(LeaderQueueView *queue)
+{
+	LWLockAcquire(&le_shared->lock, LW_SHARED);
+	*queue = le_shared->queue;
+	LWLockRelease(&le_shared->lock);
+}
+
+bool
+le_shared_worker_running(uint64 *loop_turned_at)
+{
+	bool		running;
+
+	LWLockAcquire(&le_shared->lock, LW_SHARED);
+	running = le_shared->worker_procno >= 0;
+	LWLockRelease(&le_shared->lock);
+	*loop_turned_at = pg_atomic_read_u64(&le_shared->loop_turned_at);
+	return running;
 }
 
 /*

@@ -29,8 +29,8 @@
  *   starts leading writes the view (leader, fencing token) first and sets
  *   valid_until_us after it, so a backend that sees leadership also sees the
  *   view that goes with it.
- * - Everything else (the view, the worker's procno, resigns_done and
- *   resign_error) is read and written under the LWLock.  resign_requests is
+ * - Everything else (the view, the queue shown, the worker's procno,
+ *   resigns_done and resign_error) is read and written under the LWLock.  resign_requests is
  *   an atomic counter that backends bump; see "The resign handshake" in
  *   shared_state.c.
  * - commits_in_flight counts the leader's transactions between their
@@ -39,6 +39,8 @@
  *   deadline before it reads the count (both full barriers): so once the
  *   worker has cleared leadership and seen the count at zero, no commit that
  *   passed the check is still to write its commit record.
+ * - loop_turned_at is when the worker's loop last turned (an atomic, so
+ *   that a frozen worker shows as one: the HTTP endpoint's /liveness).
  * - recorded_wal_end is the WAL position the cluster record in etcd holds
  *   for this node while it leads a replicated cluster (0: no bound); the
  *   worker moves it when etcd confirms a write of the record, and backends
@@ -72,6 +74,26 @@ typedef enum LeaderRole
 	LE_ROLE_LEADER				/* first in the queue, lease valid, writable */
 } LeaderRole;
 
+#define LE_SHOWN_QUEUE	32		/* queue entries shown at most */
+
+/*
+ * The queue as the worker last read it (a follower reads up to its own
+ * key), for the HTTP endpoint's /cluster.  Strings are printable.
+ */
+typedef struct LeaderQueueView
+{
+	int64		revision;		/* etcd's revision of the read; 0: none yet */
+	int			count;			/* entries shown */
+	int			total;			/* entries read (more than shown: cut) */
+	struct
+	{
+		char		name[LE_NAME_LEN];
+		char		key[LE_KEY_LEN];
+		int64		create_revision;
+		int64		lease;
+	}			entries[LE_SHOWN_QUEUE];
+} LeaderQueueView;
+
 /*
  * The worker's view of the election, as leader_status() shows it.  Names and
  * last_error are printable ASCII (le_printable): they may come from any etcd
@@ -88,6 +110,7 @@ typedef struct LeaderView
 	int			queue_position; /* -1 when not queued */
 	int64		lease_id;		/* 0 when none */
 	int			lease_ttl;		/* seconds, as granted by etcd */
+	uint64		lease_valid_until;	/* le_clock_us(); 0 when none */
 	char		own_key[LE_KEY_LEN];
 	int64		own_create_revision;
 	char		endpoint[LE_URL_LEN];
@@ -117,6 +140,7 @@ typedef struct LeaderShared
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	pg_atomic_uint32 commits_in_flight; /* leader's commits past their check */
 	pg_atomic_uint64 recorded_wal_end;	/* WAL position in etcd's record; 0: none */
+	pg_atomic_uint64 loop_turned_at;	/* le_clock_us() of the worker's last loop turn */
 	ConditionVariable changed;
 
 	LWLock		lock;			/* guards everything below */
@@ -125,7 +149,23 @@ typedef struct LeaderShared
 	char		resign_error[LE_ERROR_LEN]; /* why it failed; empty: it did not */
 	TimestampTz role_since;
 	LeaderView	view;
+	LeaderQueueView queue;
 } LeaderShared;
+
+/* The role's name, as leader_status() and the HTTP endpoint show it. */
+extern const char *le_role_name(LeaderRole role);
+
+/*
+ * The role a snapshot shows: a leader whose validity ran out (its worker
+ * froze) is not one, whatever the view still says.
+ */
+static inline LeaderRole
+le_shown_role(const LeaderView *view, uint64 valid_until_us, uint64 now_us)
+{
+	if (view->role == LE_ROLE_LEADER && !(valid_until_us != 0 && now_us < valid_until_us))
+		return LE_ROLE_DISCONNECTED;
+	return view->role;
+}
 
 /* NULL unless the library was preloaded (and shared memory set up). */
 extern LeaderShared *le_shared;
@@ -210,11 +250,23 @@ extern void le_shared_allow_shipping(uint64 until_us);
 extern bool le_shared_publish(const LeaderView *view, uint64 valid_until_us,
 							  uint64 term);
 
+/* The queue as the last read showed it (for /cluster). */
+extern void le_shared_publish_queue(const LeaderQueueView *queue);
+
+/* The worker's loop turned (once per turn). */
+extern void le_shared_loop_turned(void);
+
 /* ---- backends' side: readers ---- */
 
 /* A consistent copy of the view, with leadership as of now. */
 extern void le_shared_snapshot(LeaderView *view, uint64 *valid_until_us,
 							   TimestampTz *role_since);
+
+/* A copy of the queue shown. */
+extern void le_shared_queue_snapshot(LeaderQueueView *queue);
+
+/* Whether an election worker runs, and when its loop last turned (0: never). */
+extern bool le_shared_worker_running(uint64 *loop_turned_at);
 
 /* The WAL position the cluster record holds for this leader, or 0. */
 static inline uint64

@@ -114,27 +114,6 @@ enum
 	STATUS_COLUMNS
 };
 
-static const char *
-role_name(LeaderRole role)
-{
-	switch (role)
-	{
-		case LE_ROLE_LEADER:
-			return "leader";
-		case LE_ROLE_FOLLOWER:
-			return "follower";
-		case LE_ROLE_TAKING_OVER:
-			return "taking over";
-		case LE_ROLE_PROMOTING:
-			return "promoting";
-		case LE_ROLE_RESIGNING:
-			return "resigning";
-		case LE_ROLE_DISCONNECTED:
-			break;
-	}
-	return "disconnected";
-}
-
 static void
 set_column(Datum *values, bool *nulls, int column, Datum value)
 {
@@ -167,13 +146,10 @@ leader_status(PG_FUNCTION_ARGS)
 	le_shared_snapshot(&view, &valid_until, &role_since);
 	now = le_clock_us();
 
-	/* A leader whose validity lapsed (frozen worker) is not one. */
-	role = view.role;
-	if (role == LE_ROLE_LEADER && !(valid_until != 0 && now < valid_until))
-		role = LE_ROLE_DISCONNECTED;
+	role = le_shown_role(&view, valid_until, now);
 
 	memset(nulls, true, sizeof(nulls));
-	set_column(values, nulls, STATUS_ROLE, CStringGetTextDatum(role_name(role)));
+	set_column(values, nulls, STATUS_ROLE, CStringGetTextDatum(le_role_name(role)));
 	if (view.node_name[0] != '\0')
 		set_column(values, nulls, STATUS_NODE_NAME, CStringGetTextDatum(view.node_name));
 	if (view.leader_known && role != LE_ROLE_DISCONNECTED)

@@ -125,7 +125,10 @@ el_step_takeover(Election *e, uint64 now)
 			return;
 		e->claim_on_release = false;
 		if (e->eligible)
+		{
+			el_note_claim(e, true);
 			e->request = el_send_confirmation(e, e->deleted_revision, REQ_CLAIM);
+		}
 		else
 			el_enter(e, EP_LOOKING);
 		return;
@@ -175,6 +178,7 @@ el_step_takeover(Election *e, uint64 now)
 	/* after a crash: the standby with the most WAL, in sync mode a synchronous one */
 	if (!el_succession_settled(e, now, true))
 		return;
+	el_note_claim(e, false);
 	e->request = el_send_confirmation(e, 0, REQ_CLAIM);
 }
 

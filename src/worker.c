@@ -58,6 +58,7 @@ leader_election_worker_main(Datum arg pg_attribute_unused())
 
 		MemoryContextReset(cycle_context);
 		MemoryContextSwitchTo(cycle_context);
+		le_shared_loop_turned();
 
 		if (ShutdownRequestPending)
 		{

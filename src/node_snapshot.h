@@ -1,0 +1,80 @@
+/*
+ * node_snapshot.h
+ *		Everything the HTTP endpoint knows of its node, copied from shared
+ *		memory in one go (http_endpoint.c takes it): the election worker's
+ *		view and queue, the leadership deadline, replication as PostgreSQL
+ *		shows it now, and the counters.  The answers (http_routes.c), the
+ *		JSON documents (status_document.c) and the metrics (metrics_text.c)
+ *		are pure functions of it: none of them reads shared memory, etcd or
+ *		a database.
+ */
+#ifndef LEADER_ELECTION_NODE_SNAPSHOT_H
+#define LEADER_ELECTION_NODE_SNAPSHOT_H
+
+#include "counters.h"
+#include "replication.h"
+#include "shared_state.h"
+
+typedef struct NodeSnapshot
+{
+	uint64		now_us;			/* le_clock_us() when it was taken */
+	TimestampTz taken_at;		/* ... and by the wall clock */
+	char		prefix[LE_KEY_LEN]; /* leader_election.prefix */
+	/* the election worker */
+	bool		worker_running;
+	uint64		loop_turned_at; /* le_clock_us(); 0: never */
+	LeaderView	view;
+	uint64		valid_until_us; /* leadership deadline; 0: not leading */
+	TimestampTz role_since;
+	LeaderQueueView queue;
+	/* PostgreSQL now */
+	bool		accepts_connections;	/* a primary, or a hot standby open for reads */
+	ReplicationState replication;
+	LeCounterValues counters;
+} NodeSnapshot;
+
+/* The role the snapshot shows (a frozen leader's lapsed validity counts). */
+static inline LeaderRole
+node_role(const NodeSnapshot *s)
+{
+	return le_shown_role(&s->view, s->valid_until_us, s->now_us);
+}
+
+/* This node leads and takes writes: valid leadership on a primary. */
+static inline bool
+node_leads(const NodeSnapshot *s)
+{
+	return node_role(s) == LE_ROLE_LEADER && !s->replication.in_recovery;
+}
+
+/* A standby whose WAL receiver streams, open for reads, not leading. */
+static inline bool
+node_streams(const NodeSnapshot *s)
+{
+	return s->accepts_connections && s->replication.in_recovery &&
+		s->replication.streaming && !node_leads(s);
+}
+
+/* How long since the election worker's loop last turned (µs); max if never. */
+static inline uint64
+node_loop_age_us(const NodeSnapshot *s)
+{
+	if (s->loop_turned_at == 0 || s->loop_turned_at > s->now_us)
+		return s->loop_turned_at == 0 ? PG_UINT64_MAX : 0;
+	return s->now_us - s->loop_turned_at;
+}
+
+/*
+ * The worker's loop turns at least every quarter second; one that has not
+ * turned for a lease TTL is frozen (a leader frozen that long has lost its
+ * leadership already).
+ */
+static inline bool
+node_worker_live(const NodeSnapshot *s)
+{
+	int			ttl_s = Max(s->view.lease_ttl, 1);
+
+	return s->worker_running && node_loop_age_us(s) < (uint64) ttl_s * 1000000;
+}
+
+#endif
