@@ -43,6 +43,14 @@ ALTER SYSTEM SET leader_election.ca_file = '/';
 ALTER SYSTEM SET leader_election.password_file = '/nonexistent/password';
 ALTER SYSTEM SET leader_election.password_file = '/etc/passwd';
 ALTER SYSTEM SET leader_election.username = E'bad\nname';
+-- the HTTP endpoint's address: an IP address (or localhost, or *) and a port
+ALTER SYSTEM SET leader_election.http_listen = 'nonsense';
+ALTER SYSTEM SET leader_election.http_listen = '127.0.0.1:0';
+ALTER SYSTEM SET leader_election.http_listen = '127.0.0.1:65536';
+ALTER SYSTEM SET leader_election.http_listen = '127.0.0.1:80x';
+ALTER SYSTEM SET leader_election.http_listen = 'db.example.com:8008';
+ALTER SYSTEM SET leader_election.http_listen = '[::1:8008';
+ALTER SYSTEM SET leader_election.http_listen = ':8008';
 
 -- valid values are accepted (then reset; nothing is reloaded)
 ALTER SYSTEM SET leader_election.lease_ttl = 2;
@@ -63,6 +71,11 @@ ALTER SYSTEM SET leader_election.key_file = 'PG_VERSION';
 ALTER SYSTEM SET leader_election.username = 'pgnode';
 ALTER SYSTEM SET leader_election.password_file = 'PG_VERSION';
 ALTER SYSTEM SET leader_election.ca_file = '';
+ALTER SYSTEM SET leader_election.http_listen = '127.0.0.1:8008';
+ALTER SYSTEM SET leader_election.http_listen = '*:8008';
+ALTER SYSTEM SET leader_election.http_listen = '[::1]:8008';
+ALTER SYSTEM SET leader_election.http_listen = 'localhost:8008';
+ALTER SYSTEM SET leader_election.http_listen = '';
 ALTER SYSTEM RESET ALL;
 
 -- PGC_SIGHUP: cannot be changed in a session
@@ -77,6 +90,8 @@ SET leader_election.switchover_timeout = '30s';
 SET leader_election.ca_file = '';
 SET leader_election.username = 'x';
 SET leader_election.password_file = '';
+-- PGC_POSTMASTER: a restart applies it
+SET leader_election.http_listen = '127.0.0.1:8008';
 
 -- nothing above changed the running values
 SHOW leader_election.prefix;

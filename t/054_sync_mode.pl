@@ -367,8 +367,16 @@ is( le_holds(
 		}),
 	'',
 	'C: the outsider ' . $outsider->name . ' stays a standby for ' . (3 * $ttl) . ' s');
+# (polled: between two reads of who should take over it may look again)
+my $why = 'NULL';
+my $why_deadline = time() + 10;
+while (time() < $why_deadline)
+{
+	$why = status($outsider, "coalesce(succession, 'NULL')");
+	last if $why ne 'NULL';
+	usleep(100_000);
+}
 my $os = le_status($outsider);
-my $why = status($outsider, "coalesce(succession, 'NULL')");
 note 'C: outsider: role ' . $os->{role} . ', phase ' . $os->{phase}
   . ', queue_position ' . ($os->{queue_position} // 'NULL')
   . ", succession '$why'";
