@@ -383,7 +383,11 @@ note 'C: outsider: role ' . $os->{role} . ', phase ' . $os->{phase}
 like(
 	$why,
 	qr/not in the synchronous set primary "\Q${\ $leader->name }\E" recorded, and no member of it is queued: no standby takes over automatically/,
-	'C: the outsider says why it does not take over (leader_status().succession)');
+	'C: the outsider says why it does not take over (leader_status().succession)')
+  or diag 'C: outsider: role ' . $os->{role} . ', phase ' . $os->{phase}
+  . ', queue_position ' . ($os->{queue_position} // 'NULL')
+  . ', ineligible_reason ' . ($os->{ineligible_reason} // 'NULL')
+  . ', yielded ' . ($os->{yielded} // 'NULL');
 le_signal_node($member, 'CONT');
 delete $down{ $member->name };
 my $new = le_wait_one_leader(90, $member, $outsider);
