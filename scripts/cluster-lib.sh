@@ -440,7 +440,7 @@ le_writer_outages() {
 le_node_conninfo() { echo "host=$LE_WORK port=$((LE_PORT_BASE + $1)) user=postgres dbname=postgres"; }
 
 # Writes node $1's whole postgresql.conf: initdb's original, then the cluster's settings, then the
-# node's own. pg_basebackup and pg_rewind copy the source's postgresql.conf, so this is written
+# node's own (with LE_HTTP_BASE set, its HTTP endpoint on 127.0.0.1:LE_HTTP_BASE+$1). pg_basebackup and pg_rewind copy the source's postgresql.conf, so this is written
 # again after a copy (the rejoin script keeps the node's own file instead).
 le_stream_conf() {
 	local n hosts='' ports=''
@@ -473,6 +473,7 @@ le_stream_conf() {
 			port = $((LE_PORT_BASE + $1))
 			leader_election.node_name = 'node$1'
 			primary_conninfo = 'host=$hosts port=$ports user=postgres target_session_attrs=read-write application_name=node$1 connect_timeout=2'
+			${LE_HTTP_BASE:+leader_election.http_listen = '127.0.0.1:$((${LE_HTTP_BASE:-0} + $1))'}
 		EOC
 	} >"$LE_WORK/node$1/postgresql.conf"
 }

@@ -213,7 +213,9 @@ echo "  the nodes of (a)-(f) are stopped and removed. New ones, prefix $RPREFIX,
 echo "  node1: initdb, the primary; node2, node3: pg_basebackup -X stream from node1, standby.signal."
 echo "  Every node's postgresql.conf (README, Streaming replication) has wal_log_hints = on,"
 echo "  recovery_target_timeline = 'latest', wal_retrieve_retry_interval = 1s and"
+echo "  leader_election.http_listen = '127.0.0.1:5448<n>' (HAProxy's check GET /primary: 200 on the leader only)."
 t=$SECONDS
+LE_HTTP_BASE=54480
 le_stream_init 3 54370 "$RPREFIX" "$TTL"
 sed -n "s|^primary_conninfo = |    primary_conninfo = |p" "$LE_WORK/node2/postgresql.conf" | sed "s|$LE_WORK|\$DIR|g"
 echo "  (application_name is each node's own name: the primary tells its standbys apart by it)"
@@ -234,17 +236,20 @@ le_until 5 le_writer_landed "$flog" 0 - || le_die "the client wrote nothing with
 echo "  $(hhmmss "$LE_LANDED_AT")  first write: on node$LE_LANDED_NODE"
 sleep 1
 le_trigger immediate 1
-echo "  $(hhmmss "$LE_T0")  pg_ctl stop -m immediate of the primary node1 (a crash); each node's role:"
+echo "  $(hhmmss "$LE_T0")  pg_ctl stop -m immediate of the primary node1 (a crash); each node's role"
+echo "  and what its HTTP endpoint answers to GET /primary (HAProxy's check):"
 role_line() {
 	local i out='' r
 	for i in 1 2 3; do
 		if le_node_up "$i"; then
 			r=$(le_psql "$i" "SELECT role || CASE WHEN in_recovery THEN ' (standby)' ELSE '' END
 				FROM leader_status()" 2>/dev/null) || r='?'
+			r+=" $(curl -s -o /dev/null -m 1 -w '%{http_code}' \
+				"http://127.0.0.1:$((LE_HTTP_BASE + i))/primary" || true)"
 		else
 			r='(down)'
 		fi
-		out+=$(printf '  node%s %-20s' "$i" "$r")
+		out+=$(printf '  node%s %-24s' "$i" "$r")
 	done
 	echo "$out"
 }
@@ -263,6 +268,7 @@ done
 crash_ms=$(le_ms "$LE_T0" "$LE_LANDED_AT")
 new=$LE_LANDED_NODE
 echo "  $(hhmmss "$LE_LANDED_AT")  the client writes on node$new, $crash_ms ms after the crash"
+printf '   +%4.1f s %s\n' "$(le_ms "$LE_T0" "$(le_now)" | awk '{ print $1 / 1000 }')" "$(role_line)"
 route_summary+=("$(printf '  %-26s node%s -> node%s %10s ms' "crash, streaming cluster" 1 "$new" \
 	"$crash_ms")")
 le_find_leader || le_die "no leader"

@@ -77,6 +77,30 @@ add_lsn(cJSON *obj, const char *name, uint64 lsn)
 	cJSON_AddStringToObject(obj, name, text);
 }
 
+/* The etcd endpoint without user information a URL may carry (no secret). */
+static void
+add_endpoint(cJSON *obj, const char *url)
+{
+	const char *host = strstr(url, "://");
+	const char *at;
+	char		shown[LE_URL_LEN];
+
+	if (url[0] == '\0')
+	{
+		cJSON_AddNullToObject(obj, "endpoint");
+		return;
+	}
+	host = host ? host + 3 : url;
+	at = strchr(host, '@');
+	if (at != NULL && (strchr(host, '/') == NULL || at < strchr(host, '/')))
+	{
+		snprintf(shown, sizeof(shown), "%.*s%s", (int) (host - url), url, at + 1);
+		cJSON_AddStringToObject(obj, "endpoint", shown);
+	}
+	else
+		cJSON_AddStringToObject(obj, "endpoint", url);
+}
+
 static double
 seconds(uint64 us)
 {
@@ -111,7 +135,7 @@ add_status_columns(cJSON *doc, const NodeSnapshot *s, LeaderRole role)
 				 s->taken_at + (TimestampTz) (s->valid_until_us - s->now_us));
 	else
 		cJSON_AddNullToObject(doc, "valid_until");
-	add_text_or_null(doc, "endpoint", v->endpoint);
+	add_endpoint(doc, v->endpoint);
 	add_text_or_null(doc, "last_error", v->last_error);
 	add_time(doc, "role_since", s->role_since);
 	cJSON_AddStringToObject(doc, "phase", election_phase_name(v->phase));
