@@ -18,11 +18,11 @@
  * - It goes when leadership ends: a release deletes it in the same txn if
  *   it is still on this node's lease (etcd_release); every other way out
  *   revokes the lease or lets it expire, which deletes it.  A leader whose
- *   lease lapses locally keeps the lease while it renews, so it also
- *   deletes the key then, if still on its lease: etcd may be answering too
- *   slowly, not at all, and keep the lease meanwhile.  While it hands over
- *   or moves, fenced, the key still names it: nobody else leads, and it
- *   leads on if the handover fails.
+ *   lease lapses locally keeps the lease while it renews, and etcd may
+ *   still hold it (answers that come too late), so it also deletes the key
+ *   then, if still on its lease.  While it hands over,
+ *   stops cleanly or moves, fenced, the key still names it: nobody else
+ *   leads, and it leads on if a handover fails.
  * - Whatever another client wrote there is compared with this node's name
  *   and lease, and used for nothing else.
  */
