@@ -171,6 +171,9 @@ sub how_it_followed
 	my ($what, $new, $t0) = @_;
 	my $deleted = event_at($t0, 'DELETE');
 	my $named   = event_at($t0, 'PUT', $new);
+	# the old leader's name went with its release, or with its lease
+	ok(defined $deleted && $deleted - $t0 < $bound,
+		"$what: the watch saw the old leader's name deleted within $bound s");
 	return unless defined $named;
 	note sprintf('%s: the watch saw the key deleted %s and naming %s %.3f s after '
 		  . 'the trigger, %.3f s after %s\'s role became leader',
