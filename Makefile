@@ -30,6 +30,7 @@ OBJS = \
 	src/record_keeping.o \
 	src/promotion.o \
 	src/wal_positions.o \
+	src/leader_key.o \
 	src/sync_standbys.o \
 	src/handover.o \
 	src/reconfigure.o \

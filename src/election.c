@@ -6,10 +6,10 @@
  *		their one transition function, el_enter().  The other files of the
  *		state machine (election_internal.h) own what a phase does: the lease
  *		(lease.c), what a read of the election decides (reading.c), standing
- *		(standing.c), taking over (takeover.c), the
- *		cluster record (record_keeping.c), promotion (promotion.c), handover
- *		and shutdown (handover.c), new settings (reconfigure.c), and the view
- *		in shared memory (election_view.c).
+ *		(standing.c), taking over (takeover.c), the cluster record
+ *		(record_keeping.c), the leader key (leader_key.c), promotion
+ *		(promotion.c), handover and shutdown (handover.c), new settings
+ *		(reconfigure.c), and the view in shared memory (election_view.c).
  *
  * Phases.  The node is always in one ElectionPhase; enter() is the only
  * place that changes it, checks that the change is legal, and sends the
@@ -188,8 +188,8 @@ el_cancel_renewals(Election *e)
 static EtcdRequest *
 send_read(Election *e, int64 max_create_revision, int tag)
 {
-	return etcd_read_election(e->client, e->config.prefix, max_create_revision,
-							  e->record_key, e->term_key, e->config.request_timeout_ms, tag);
+	return etcd_read_election(e->client, e->config.prefix, max_create_revision, e->record_key,
+							  e->term_key, e->leader_key, e->config.request_timeout_ms, tag);
 }
 
 /*
@@ -362,9 +362,7 @@ el_enter(Election *e, ElectionPhase to)
 		case EP_RESIGNING:
 			el_drop_request(&e->request);
 			cancel_watch(e);
-			e->request = etcd_release(e->client, e->key, e->create_revision, NULL, 0,
-									  e->term_key, el_released_term(e), e->record_key, NULL,
-									  e->config.request_timeout_ms, REQ_DELETE);
+			e->request = el_send_release(e, NULL, 0, NULL, REQ_DELETE);
 			break;
 		case EP_MOVING:
 			el_drop_request(&e->request);
@@ -397,8 +395,8 @@ retry_phase(Election *e)
 /*
  * Sends the release of our key: deleted while its create revision is ours
  * (and, with next_key, while that successor is still there), with the term
- * released if this node may say so, and record_value (if not NULL) in the
- * same transaction.
+ * released if this node may say so, record_value (if not NULL) and the
+ * leader key deleted (if on our lease) in the same transaction.
  */
 EtcdRequest *
 el_send_release(Election *e, const char *next_key, int64 next_revision,
@@ -406,7 +404,7 @@ el_send_release(Election *e, const char *next_key, int64 next_revision,
 {
 	return etcd_release(e->client, e->key, e->create_revision, next_key, next_revision,
 						e->term_key, el_released_term(e), e->record_key, record_value,
-						e->config.request_timeout_ms, tag);
+						e->leader_key, e->lease_id, e->config.request_timeout_ms, tag);
 }
 
 void
@@ -482,15 +480,12 @@ election_create(MemoryContext context, EtcdClient *client,
 	etcd_client_set_endpoints(client, &config->endpoints);
 	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
 	term_record_key(config->prefix, e->term_key, sizeof(e->term_key));
+	el_leader_key_name(config->prefix, e->leader_key, sizeof(e->leader_key));
 	e->term_seen_revision = -1;
 	e->phase = EP_NO_LEASE;
 	e->queue_position = -1;
 	return e;
 }
-
-/* ---- publishing ---- */
-
-
 
 /* Watches target from revision on, unless that watch already runs here. */
 void
@@ -525,6 +520,7 @@ election_step(Election *e)
 	if ((e->phase == EP_QUEUED || e->phase == EP_TAKING_OVER) && !e->eligible)
 		el_leave(e, e->ineligible_reason, true);
 	el_step_position(e);
+	el_step_leader_key(e, now);
 
 	if (e->lease_id != 0 && e->nrenewals == 0 && now >= e->next_renewal)
 		el_send_renewal(e, now);
@@ -780,6 +776,9 @@ election_process(Election *e)
 				break;
 			case REQ_SUCCESSION:
 				el_on_succession_answer(e, req);
+				break;
+			case REQ_LEADER_KEY:
+				el_on_leader_key_answer(e, req);
 				break;
 			case REQ_RELEASE:
 				/* the successor saw the release; only now may the lease go */

@@ -58,6 +58,7 @@ typedef enum RequestTag
 	REQ_RELEASE,				/* key released on leaving; then the lease goes */
 	REQ_POSITION,				/* our WAL position published or withdrawn */
 	REQ_SUCCESSION,				/* the queue and the positions, before a takeover */
+	REQ_LEADER_KEY,				/* <prefix>.leader written while our key is first */
 	REQ_DISCARD					/* answer not needed */
 } RequestTag;
 
@@ -68,6 +69,7 @@ struct Election
 	ElectionPhase phase;
 	char		record_key[LE_KEY_LEN];
 	char		term_key[LE_KEY_LEN];
+	char		leader_key[LE_KEY_LEN];
 
 	/* the phase's request (grant, campaign, read, delete, record) */
 	EtcdRequest *request;
@@ -137,6 +139,11 @@ struct Election
 	bool		eligible;
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */
+
+	/* the leader key (leader_key.c), written beside the phase's request */
+	EtcdRequest *leader_key_write;
+	bool		leader_key_right;	/* names us, on our lease, as far as we know */
+	uint64		leader_key_written_at;	/* le_clock_us() of the last write's answer */
 
 	/* our WAL position in etcd (wal_positions.c), beside the phase's request */
 	EtcdRequest *position_write;
@@ -284,6 +291,12 @@ extern bool el_candidate_streams(Election *e, const EtcdCandidates *queue,
 extern bool el_record_due(Election *e, const EtcdCandidates *queue);
 extern void el_step_leading(Election *e, uint64 now);
 extern void el_on_record_answer(Election *e, EtcdRequest *req);
+
+/* leader_key.c: <prefix>.leader, the one key that names the leader */
+extern void el_leader_key_name(const char *prefix, char *key, size_t len);
+extern void el_note_leader_key(Election *e, const EtcdElectionRead *read, uint64 sent_us);
+extern void el_step_leader_key(Election *e, uint64 now);
+extern void el_on_leader_key_answer(Election *e, EtcdRequest *req);
 
 /* wal_positions.c: the standbys' WAL positions, and who takes over */
 extern void el_step_position(Election *e);

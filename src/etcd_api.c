@@ -181,14 +181,15 @@ add_op(cJSON *ops, const char *kind, cJSON *request)
 	cJSON_AddItemToArray(ops, op);
 }
 
-/* The three reads of the election, in the order the result parser expects. */
+/* The four reads of the election, in the order the result parser expects. */
 static void
 add_election_reads(cJSON *ops, const char *prefix, int64 max_create_revision,
-				   const char *record_key, const char *term_key)
+				   const char *record_key, const char *term_key, const char *leader_key)
 {
 	add_op(ops, "request_range", candidates_range(prefix, max_create_revision));
 	add_op(ops, "request_range", key_range(record_key, 0));
 	add_op(ops, "request_range", key_range(term_key, 0));
+	add_op(ops, "request_range", key_range(leader_key, 0));
 }
 
 /* Compares that hold while own_key, created at create_revision, is first in line. */
@@ -212,31 +213,36 @@ add_first_in_line_compares(cJSON *txn, const char *prefix, const char *own_key,
 	pfree(to);
 }
 
+/* A put, attached to lease unless it is 0. */
 static void
-add_put(cJSON *ops, const char *key, const char *value)
+add_put(cJSON *ops, const char *key, const char *value, int64 lease)
 {
 	cJSON	   *put = new_object();
 
 	add_base64(put, "key", key, strlen(key));
 	add_base64(put, "value", value, strlen(value));
+	if (lease != 0)
+		add_int64(put, "lease", lease);
 	add_op(ops, "request_put", put);
 }
 
 EtcdRequest *
 etcd_read_election(EtcdClient *c, const char *prefix, int64 max_create_revision,
-				   const char *record_key, const char *term_key, int timeout_ms, int tag)
+				   const char *record_key, const char *term_key, const char *leader_key,
+				   int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 
 	/* a txn without compares: the reads at one revision */
 	add_election_reads(cJSON_AddArrayToObject(body, "success"), prefix,
-					   max_create_revision, record_key, term_key);
+					   max_create_revision, record_key, term_key, leader_key);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *
 etcd_read_succession(EtcdClient *c, const char *prefix, const char *record_key,
-					 const char *term_key, const char *extra_prefix, int timeout_ms, int tag)
+					 const char *term_key, const char *leader_key, const char *extra_prefix,
+					 int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
@@ -247,7 +253,7 @@ etcd_read_succession(EtcdClient *c, const char *prefix, const char *record_key,
 	/* the range end of a prefix: its last byte plus one (a '.' or a '/' here) */
 	Assert(len > 0 && (unsigned char) end[len - 1] < 0xff);
 	end[len - 1]++;
-	add_election_reads(success, prefix, 0, record_key, term_key);
+	add_election_reads(success, prefix, 0, record_key, term_key, leader_key);
 	add_base64(extra, "key", extra_prefix, len);
 	add_base64(extra, "range_end", end, len);
 	add_op(success, "request_range", extra);
@@ -280,7 +286,8 @@ etcd_delete(EtcdClient *c, const char *key, int timeout_ms, int tag)
 EtcdRequest *
 etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 				  int64 create_revision, const char *term_key, const char *term_value,
-				  int64 term_written_at, const char *record_key, int timeout_ms, int tag)
+				  int64 term_written_at, const char *record_key, const char *leader_key,
+				  int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
 	cJSON	   *success = cJSON_AddArrayToObject(body, "success");
@@ -296,17 +303,17 @@ etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 		add_int64(cmp, "mod_revision", term_written_at);
 		cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(body, "compare"), cmp);
 	}
-	add_put(success, term_key, term_value);
-	add_election_reads(success, prefix, 0, record_key, term_key);
+	add_put(success, term_key, term_value, 0);
+	add_election_reads(success, prefix, 0, record_key, term_key, leader_key);
 	/* and if our key is not first, what is there instead */
 	add_election_reads(cJSON_AddArrayToObject(body, "failure"), prefix, 0,
-					   record_key, term_key);
+					   record_key, term_key, leader_key);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 
 EtcdRequest *
 etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
-				  int64 create_revision, const char *key, const char *value,
+				  int64 create_revision, const char *key, const char *value, int64 lease,
 				  const char *key2, const char *value2, int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
@@ -314,10 +321,35 @@ etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 
 	add_first_in_line_compares(body, prefix, own_key, create_revision);
 	success = cJSON_AddArrayToObject(body, "success");
-	add_put(success, key, value);
+	add_put(success, key, value, lease);
 	if (key2 != NULL)
-		add_put(success, key2, value2);
+		add_put(success, key2, value2, 0);
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
+}
+
+/* A txn (a TxnRequest) that deletes key if it is attached to lease. */
+static cJSON *
+delete_if_lease(const char *key, int64 lease)
+{
+	cJSON	   *txn = new_object();
+	cJSON	   *cmp = new_object();
+	cJSON	   *del = new_object();
+
+	add_base64(cmp, "key", key, strlen(key));
+	cJSON_AddStringToObject(cmp, "target", "LEASE");
+	cJSON_AddStringToObject(cmp, "result", "EQUAL");
+	add_int64(cmp, "lease", lease);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(txn, "compare"), cmp);
+	add_base64(del, "key", key, strlen(key));
+	add_op(cJSON_AddArrayToObject(txn, "success"), "request_delete_range", del);
+	return txn;
+}
+
+EtcdRequest *
+etcd_delete_if_lease(EtcdClient *c, const char *key, int64 lease, int timeout_ms, int tag)
+{
+	return post_and_free(c, ETCD_PATH_TXN, delete_if_lease(key, lease), timeout_ms,
+						 timeout_ms, tag);
 }
 
 EtcdRequest *
@@ -325,6 +357,7 @@ etcd_release(EtcdClient *c, const char *key, int64 create_revision,
 			 const char *next_key, int64 next_revision,
 			 const char *term_key, const char *term_value,
 			 const char *record_key, const char *record_value,
+			 const char *leader_key, int64 lease,
 			 int timeout_ms, int tag)
 {
 	cJSON	   *body = new_object();
@@ -335,11 +368,14 @@ etcd_release(EtcdClient *c, const char *key, int64 create_revision,
 	if (next_key != NULL)
 		add_create_revision_compare(body, next_key, next_revision);
 	if (term_value != NULL)
-		add_put(success, term_key, term_value);
+		add_put(success, term_key, term_value, 0);
 	if (record_value != NULL)
-		add_put(success, record_key, record_value);
+		add_put(success, record_key, record_value, 0);
 	add_base64(del, "key", key, strlen(key));
 	add_op(success, "request_delete_range", del);
+	/* nested: a leader key that is not ours must not fail the release */
+	if (leader_key != NULL && lease != 0)
+		add_op(success, "request_txn", delete_if_lease(leader_key, lease));
 	return post_and_free(c, ETCD_PATH_TXN, body, timeout_ms, timeout_ms, tag);
 }
 

@@ -60,8 +60,8 @@ extern bool etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 
 /*
  * One read of the election at one revision: the candidates (as
- * etcd_range_candidates), and the cluster record and the leadership term,
- * if they exist.  Values are palloc'd and NUL-terminated.
+ * etcd_range_candidates), and the cluster record, the leadership term and
+ * the leader key, if they exist.  Values are palloc'd and NUL-terminated.
  */
 typedef struct EtcdElectionRead
 {
@@ -76,6 +76,11 @@ typedef struct EtcdElectionRead
 	char	   *term_value;
 	size_t		term_len;
 	int64		term_mod_revision;
+	/* anyone may write the leader key: compared, never trusted */
+	bool		leader_found;
+	char	   *leader_value;
+	size_t		leader_len;
+	int64		leader_lease;	/* 0: none */
 	/* etcd_read_succession() only: the keys under its extra prefix, as stored */
 	int			nextra;
 	char	  **extra_keys;
@@ -85,7 +90,8 @@ typedef struct EtcdElectionRead
 
 extern EtcdRequest *etcd_read_election(EtcdClient *c, const char *prefix,
 									   int64 max_create_revision, const char *record_key,
-									   const char *term_key, int timeout_ms, int tag);
+									   const char *term_key, const char *leader_key,
+									   int timeout_ms, int tag);
 extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
 									  EtcdElectionRead *read, char *err);
 
@@ -96,7 +102,8 @@ extern bool etcd_read_election_result(EtcdRequest *req, const char *prefix,
  */
 extern EtcdRequest *etcd_read_succession(EtcdClient *c, const char *prefix,
 										 const char *record_key, const char *term_key,
-										 const char *extra_prefix, int timeout_ms, int tag);
+										 const char *leader_key, const char *extra_prefix,
+										 int timeout_ms, int tag);
 
 /* Puts key = value attached to lease (0: none). */
 extern EtcdRequest *etcd_put(EtcdClient *c, const char *key, const char *value,
@@ -104,6 +111,10 @@ extern EtcdRequest *etcd_put(EtcdClient *c, const char *key, const char *value,
 
 /* Deletes key, if it exists. */
 extern EtcdRequest *etcd_delete(EtcdClient *c, const char *key, int timeout_ms, int tag);
+
+/* Deletes key if it is attached to lease (a txn; nothing else happens). */
+extern EtcdRequest *etcd_delete_if_lease(EtcdClient *c, const char *key, int64 lease,
+										 int timeout_ms, int tag);
 
 /*
  * Writes term_key = term_value only while own_key, created at
@@ -115,16 +126,17 @@ extern EtcdRequest *etcd_delete(EtcdClient *c, const char *key, int timeout_ms, 
 extern EtcdRequest *etcd_confirm_term(EtcdClient *c, const char *prefix, const char *own_key,
 									  int64 create_revision, const char *term_key,
 									  const char *term_value, int64 term_written_at,
-									  const char *record_key, int timeout_ms, int tag);
+									  const char *record_key, const char *leader_key,
+									  int timeout_ms, int tag);
 
 /*
- * Puts key = value (and key2 = value2, unless NULL) only while own_key,
- * created at create_revision, is the oldest key under prefix + "/": only
- * the leader writes.
+ * Puts key = value, attached to lease (0: none), and key2 = value2 (unless
+ * NULL), only while own_key, created at create_revision, is the oldest key
+ * under prefix + "/": only the leader writes.
  */
 extern EtcdRequest *etcd_put_if_first(EtcdClient *c, const char *prefix, const char *own_key,
 									  int64 create_revision, const char *key,
-									  const char *value, const char *key2,
+									  const char *value, int64 lease, const char *key2,
 									  const char *value2, int timeout_ms, int tag);
 /* A txn was answered: *succeeded says whether its compares held. */
 extern bool etcd_txn_result(EtcdRequest *req, bool *succeeded, char *err);
@@ -134,13 +146,16 @@ extern bool etcd_result_ok(EtcdRequest *req, char *err);
  * Deletes key while its create revision is still create_revision (and, if
  * next_key is not NULL, while next_key is still there with next_revision:
  * the one that takes over is the one that was checked), and in the same
- * transaction puts term_value and record_value, when not NULL.
- * etcd_txn_result() says whether it happened.
+ * transaction puts term_value and record_value, when not NULL, and deletes
+ * leader_key if it is attached to lease (a nested txn: a leader key that
+ * is not ours does not stop the release).  etcd_txn_result() says whether
+ * the release happened.
  */
 extern EtcdRequest *etcd_release(EtcdClient *c, const char *key, int64 create_revision,
 								 const char *next_key, int64 next_revision,
 								 const char *term_key, const char *term_value,
 								 const char *record_key, const char *record_value,
+								 const char *leader_key, int64 lease,
 								 int timeout_ms, int tag);
 
 /*

@@ -405,12 +405,12 @@ etcd_range_candidates_result(EtcdRequest *req, const char *prefix,
 }
 
 /*
- * A single-key range answer (a RangeResponse object): the key's value and
- * revisions if it exists.  False if the answer is not one.
+ * A single-key range answer (a RangeResponse object): the key's value,
+ * revisions and lease if it exists.  False if the answer is not one.
  */
 static bool
 parse_single_key(const cJSON *range, bool *found, char **value, size_t *len,
-				 int64 *create_revision, int64 *mod_revision)
+				 int64 *create_revision, int64 *mod_revision, int64 *lease)
 {
 	const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(range, "kvs");
 	const cJSON *kv;
@@ -420,6 +420,7 @@ parse_single_key(const cJSON *range, bool *found, char **value, size_t *len,
 	*len = 0;
 	*create_revision = 0;
 	*mod_revision = 0;
+	*lease = 0;
 	if (!cJSON_IsObject(range) || (kvs != NULL && !cJSON_IsArray(kvs)) ||
 		cJSON_GetArraySize(kvs) > 1)
 		return false;
@@ -430,7 +431,8 @@ parse_single_key(const cJSON *range, bool *found, char **value, size_t *len,
 	*value = get_base64(kv, "value", len);
 	return *value != NULL &&
 		get_int64(kv, "create_revision", create_revision) && *create_revision > 0 &&
-		get_int64(kv, "mod_revision", mod_revision) && *mod_revision >= *create_revision;
+		get_int64(kv, "mod_revision", mod_revision) && *mod_revision >= *create_revision &&
+		get_int64(kv, "lease", lease);
 }
 
 /* The keys and values of a range answer, as stored; false if one is not base64. */
@@ -486,10 +488,11 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 						  EtcdElectionRead *read, char *err)
 {
 	cJSON	   *json = answer_json(req, err);
-	const cJSON *ranges[4];
+	const cJSON *ranges[5];
 	int			nranges;
 	int64		revision;
 	int64		unused;
+	int64		mod_revision;
 
 	if (json == NULL)
 		return false;
@@ -497,11 +500,11 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 		return malformed(json, req, "txn without a valid header revision", err);
 	/* a plain read always succeeds; a confirmation only while our key is first */
 	read->confirmed = get_bool(json, "succeeded");
-	nranges = range_answers(json, ranges, 4);
-	if (nranges != 3 && nranges != 4)
-		return malformed(json, req, "read of the election without its three answers", err);
+	nranges = range_answers(json, ranges, 5);
+	if (nranges != 4 && nranges != 5)
+		return malformed(json, req, "read of the election without its four answers", err);
 	read->nextra = 0;
-	if (nranges == 4 && !parse_extra(ranges[3], read))
+	if (nranges == 5 && !parse_extra(ranges[4], read))
 		return malformed(json, req, "range of WAL positions with keys or values that are not base64", err);
 	if (!parse_candidates(ranges[0], revision, prefix, req, &read->queue, err))
 	{
@@ -509,13 +512,17 @@ etcd_read_election_result(EtcdRequest *req, const char *prefix,
 		return false;
 	}
 	if (!parse_single_key(ranges[1], &read->record_found, &read->record_value,
-						  &read->record_len, &unused, &read->record_mod_revision) ||
+						  &read->record_len, &unused, &read->record_mod_revision, &unused) ||
 		read->record_mod_revision > revision)
 		return malformed(json, req, "read of the cluster record without a valid range answer", err);
 	if (!parse_single_key(ranges[2], &read->term_found, &read->term_value,
-						  &read->term_len, &unused, &read->term_mod_revision) ||
+						  &read->term_len, &unused, &read->term_mod_revision, &unused) ||
 		read->term_mod_revision > revision)
 		return malformed(json, req, "read of the leadership term without a valid range answer", err);
+	if (!parse_single_key(ranges[3], &read->leader_found, &read->leader_value,
+						  &read->leader_len, &unused, &mod_revision, &read->leader_lease) ||
+		mod_revision > revision)
+		return malformed(json, req, "read of the leader key without a valid range answer", err);
 	cJSON_Delete(json);
 	return true;
 }
@@ -531,15 +538,18 @@ etcd_read_key_at_result(EtcdRequest *req, int64 *create_revision_before, bool *e
 	size_t		len;
 	int64		create_revision;
 	int64		mod_revision;
+	int64		lease;
 
 	if (json == NULL)
 		return false;
 	if (range_answers(json, ranges, 2) != 2)
 		return malformed(json, req, "read of a key's history without its two answers", err);
-	if (!parse_single_key(ranges[0], &found, &value, &len, &create_revision, &mod_revision))
+	if (!parse_single_key(ranges[0], &found, &value, &len, &create_revision, &mod_revision,
+						  &lease))
 		return malformed(json, req, "read of a key's history without a valid range answer", err);
 	*create_revision_before = found ? create_revision : 0;
-	if (!parse_single_key(ranges[1], exists_at, &value, &len, &create_revision, &mod_revision))
+	if (!parse_single_key(ranges[1], exists_at, &value, &len, &create_revision, &mod_revision,
+						  &lease))
 		return malformed(json, req, "read of a key's history without a valid range answer", err);
 	cJSON_Delete(json);
 	return true;

@@ -175,7 +175,10 @@ el_on_range_answer(Election *e, EtcdRequest *req)
 		el_cancel_term_watch(e);
 
 	if (e->phase == EP_LEADING)
+	{
 		el_sync_note_queue(e, &read.queue);
+		el_note_leader_key(e, &read, req->started_us);
+	}
 	if (e->phase == EP_LEADING && e->request == NULL && el_record_due(e, &read.queue))
 		el_send_record(e, el_recordable_wal_end(), false);
 }

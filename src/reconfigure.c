@@ -51,6 +51,7 @@ apply_config(Election *e, const ElectionConfig *config)
 	e->config_pending = false;
 	cluster_record_key(config->prefix, e->record_key, sizeof(e->record_key));
 	term_record_key(config->prefix, e->term_key, sizeof(e->term_key));
+	el_leader_key_name(config->prefix, e->leader_key, sizeof(e->leader_key));
 	etcd_client_set_endpoints(e->client, &config->endpoints);
 	/* an observer that may now stand reads at once */
 	e->next_read = 0;

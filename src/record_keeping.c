@@ -69,7 +69,7 @@ el_send_record(Election *e, XLogRecPtr wal_end, bool stopping)
 	char	   *record = el_build_record(e, wal_end, stopping, NULL);
 
 	e->request = etcd_put_if_first(e->client, e->config.prefix, e->key, e->create_revision,
-								   e->record_key, record,
+								   e->record_key, record, 0,
 								   e->term_claimed ? e->term_key : NULL,
 								   e->term_claimed ? el_confirmed_term(e) : NULL,
 								   e->config.request_timeout_ms, REQ_RECORD);

@@ -89,7 +89,8 @@ el_send_confirmation(Election *e, int64 released_at, int tag)
 	return etcd_confirm_term(e->client, e->config.prefix, e->key, e->create_revision,
 							 e->term_key,
 							 el_confirmed_term(e),
-							 released_at, e->record_key, e->config.request_timeout_ms, tag);
+							 released_at, e->record_key, e->leader_key,
+							 e->config.request_timeout_ms, tag);
 }
 
 void

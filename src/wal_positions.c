@@ -129,8 +129,8 @@ el_succession_settled(Election *e, uint64 now, bool known_record)
 		e->succession_since = now;
 	wal_position_key_prefix(e->config.prefix, prefix, sizeof(prefix));
 	e->request = etcd_read_succession(e->client, e->config.prefix, e->record_key,
-									  e->term_key, prefix, e->config.request_timeout_ms,
-									  REQ_SUCCESSION);
+									  e->term_key, e->leader_key, prefix,
+									  e->config.request_timeout_ms, REQ_SUCCESSION);
 	return false;
 }
 

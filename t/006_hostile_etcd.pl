@@ -45,9 +45,9 @@ sub set_mode
 }
 
 # Plausible answers for every call but the one the mode spoils.  A txn that
-# only reads (the queue, the cluster record and the leadership term) is told
-# from one that writes (a campaign, a claim of the term) by its body, so that
-# a mode can spoil either.
+# only reads (the queue, the cluster record, the leadership term and the
+# leader key) is told from one that writes (a campaign, a claim of the term)
+# by its body, so that a mode can spoil either.
 my $empty_range = '{"response_range":{"header":{"revision":"10"}}}';
 my %good = (
 	'/v3/lease/grant'     => '{"header":{"revision":"5"},"ID":"4242","TTL":"5"}',
@@ -55,7 +55,7 @@ my %good = (
 	'/v3/lease/revoke'    => '{"header":{"revision":"6"}}',
 	'/v3/kv/txn'          => '{"header":{"revision":"10"},"succeeded":true}',
 	'/v3/kv/txn:read' => '{"header":{"revision":"10"},"succeeded":true,"responses":['
-	  . "$empty_range,$empty_range,$empty_range]}",
+	  . "$empty_range,$empty_range,$empty_range,$empty_range]}",
 	'/v3/kv/range' => '{"header":{"revision":"10"}}',
 	'/v3/watch'    => undef,    # stays open, silent
 );
@@ -65,7 +65,7 @@ sub read_answer
 {
 	my ($range) = @_;
 	return '{"header":{"revision":"10"},"succeeded":true,"responses":['
-	  . "{\"response_range\":$range},$empty_range,$empty_range]}";
+	  . "{\"response_range\":$range},$empty_range,$empty_range,$empty_range]}";
 }
 
 # mode => { path it spoils => [HTTP status, body, extra header line] }; body
@@ -94,7 +94,8 @@ my %modes = (
 	record_garbage => { '/v3/kv/txn:read' => [ 200,
 		'{"header":{"revision":"10"},"succeeded":true,"responses":[' . $empty_range
 		  . ',{"response_range":{"header":{"revision":"10"},"kvs":[{"key":"eA==",'
-		  . '"value":"bm90IGpzb24=","create_revision":"3","mod_revision":"3"}]}},' . $empty_range . ']}' ] },
+		  . '"value":"bm90IGpzb24=","create_revision":"3","mod_revision":"3"}]}},' . $empty_range
+		  . ",$empty_range]}" ] },
 );
 foreach my $mode (keys %range_modes)
 {

@@ -34,13 +34,15 @@ my $grace = le_grace($ttl);
 my $etcd = EtcdServer->new('etcd');
 $etcd->start;
 
-# No key named <prefix>.cluster (nor anything else beside <prefix>/... and
-# the leadership term <prefix>.term).
+# No key named <prefix>.cluster (nor anything else beside <prefix>/..., the
+# leadership term <prefix>.term and the leader key <prefix>.leader).
 sub no_record
 {
 	my ($prefix) = @_;
 	my $out = $etcd->etcdctl('get', '--prefix', $prefix, '--keys-only');
-	my @other = grep { $_ ne '' && !m{^\Q$prefix\E/} && $_ ne "$prefix.term" } split /\n/, $out;
+	my @other = grep {
+		$_ ne '' && !m{^\Q$prefix\E/} && $_ ne "$prefix.term" && $_ ne "$prefix.leader"
+	} split /\n/, $out;
 	return join(',', @other);
 }
 

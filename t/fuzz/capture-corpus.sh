@@ -72,8 +72,12 @@ range_json() {	# the candidates' range, as candidates_range() builds it
 		"$(b64 "$PREFIX/")" "$(b64 "${PREFIX}0")" "$extra"
 }
 reads_json() {	# add_election_reads()
-	printf '{"request_range":%s},{"request_range":{"key":"%s"}},{"request_range":{"key":"%s"}}' \
-		"$(range_json)" "$(b64 "$PREFIX.record")" "$(b64 "$PREFIX.term")"
+	printf '{"request_range":%s},{"request_range":{"key":"%s"}},{"request_range":{"key":"%s"}},{"request_range":{"key":"%s"}}' \
+		"$(range_json)" "$(b64 "$PREFIX.cluster")" "$(b64 "$PREFIX.term")" "$(b64 "$PREFIX.leader")"
+}
+delete_if_lease_json() {	# delete_if_lease(): the leader key, if on lease $1
+	printf '{"compare":[{"key":"%s","target":"LEASE","result":"EQUAL","lease":"%s"}],"success":[{"request_delete_range":{"key":"%s"}}]}' \
+		"$(b64 "$PREFIX.leader")" "$1" "$(b64 "$PREFIX.leader")"
 }
 first_compares() {	# add_first_in_line_compares()
 	local key=$1 rev=$2
@@ -84,13 +88,14 @@ first_compares() {	# add_first_in_line_compares()
 
 echo "answers of etcd $(etcd --version | head -1 | awk '{print $3}') at $URL:"
 
-# leases
-post grant-ttl5 $P_GRANT /v3/lease/grant '{"TTL":"5"}'
+# leases (long enough for the whole capture, even on a loaded machine: the
+# queue's keys live on them)
+post grant-ttl60 $P_GRANT /v3/lease/grant '{"TTL":"60"}'
 LEASE1=$(sed -E 's/.*"ID":"([0-9]+)".*/\1/' "$WORK/last")
 also grant-as-keepalive $P_KEEPALIVE
 post grant-ttl0 $P_GRANT /v3/lease/grant '{"TTL":"0"}'
 post grant-ttl-negative $P_GRANT /v3/lease/grant '{"TTL":"-3"}'
-post grant-2 $P_GRANT /v3/lease/grant '{"TTL":"10"}'
+post grant-2 $P_GRANT /v3/lease/grant '{"TTL":"60"}'
 LEASE2=$(sed -E 's/.*"ID":"([0-9]+)".*/\1/' "$WORK/last")
 post grant-id-taken $P_GRANT /v3/lease/grant "{\"TTL\":\"5\",\"ID\":\"$LEASE1\"}"
 post keepalive $P_KEEPALIVE /v3/lease/keepalive "{\"ID\":\"$LEASE1\"}"
@@ -153,9 +158,11 @@ also confirm-term-as-txn $P_TXN
 
 # etcd_put_if_first(): the cluster record
 record=$(b64 "$record_json")
-post put-if-first $P_TXN /v3/kv/txn "{\"compare\":[$(first_compares "$KEY1" "$REV1")],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.record")\",\"value\":\"$record\"}}]}"
+post put-if-first $P_TXN /v3/kv/txn "{\"compare\":[$(first_compares "$KEY1" "$REV1")],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.cluster")\",\"value\":\"$record\"}}]}"
 also put-if-first-as-campaign $P_CAMPAIGN
-post put-if-not-first $P_TXN /v3/kv/txn "{\"compare\":[$(first_compares "$KEY2" $((REV1 + 1)))],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.record")\",\"value\":\"$record\"}}]}"
+# etcd_put_if_first() of the leader key, on the leader's lease (leader_key.c)
+post put-leader-key $P_TXN /v3/kv/txn "{\"compare\":[$(first_compares "$KEY1" "$REV1")],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.leader")\",\"value\":\"$(b64 node1)\",\"lease\":\"$LEASE1\"}}]}"
+post put-if-not-first $P_TXN /v3/kv/txn "{\"compare\":[$(first_compares "$KEY2" $((REV1 + 1)))],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.cluster")\",\"value\":\"$record\"}}]}"
 post read-election-full $P_READ_ELECTION /v3/kv/txn "{\"success\":[$(reads_json)]}"
 also read-election-full-as-range $P_RANGE
 
@@ -173,7 +180,7 @@ post confirm-term-2 $P_READ_ELECTION /v3/kv/txn "$(confirm "$KEY1" "$REV1")"
 release_rev=$(( $(sed -E 's/^\{"header":\{[^}]*"revision":"([0-9]+)".*/\1/' "$WORK/last") + 1 ))
 # etcd_release(): the leader's key goes, with the term and the record
 term=$(b64 "$released_json") record=$(b64 "$stopping_json")
-post release $P_TXN /v3/kv/txn "{\"compare\":[{\"key\":\"$(b64 "$KEY1")\",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"$REV1\"},{\"key\":\"$(b64 "$KEY2")\",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"$((REV1 + 1))\"}],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.term")\",\"value\":\"$term\"}},{\"request_put\":{\"key\":\"$(b64 "$PREFIX.record")\",\"value\":\"$record\"}},{\"request_delete_range\":{\"key\":\"$(b64 "$KEY1")\"}}]}"
+post release $P_TXN /v3/kv/txn "{\"compare\":[{\"key\":\"$(b64 "$KEY1")\",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"$REV1\"},{\"key\":\"$(b64 "$KEY2")\",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"$((REV1 + 1))\"}],\"success\":[{\"request_put\":{\"key\":\"$(b64 "$PREFIX.term")\",\"value\":\"$term\"}},{\"request_put\":{\"key\":\"$(b64 "$PREFIX.cluster")\",\"value\":\"$record\"}},{\"request_delete_range\":{\"key\":\"$(b64 "$KEY1")\"}},{\"request_txn\":$(delete_if_lease_json "$LEASE1")}]}"
 also release-as-read-election $P_READ_ELECTION
 key_at() {
 	printf '{"success":[{"request_range":{"key":"%s","revision":"%s"}},{"request_range":{"key":"%s","revision":"%s"}}]}' \
@@ -183,6 +190,8 @@ post read-key-at $P_READ_KEY_AT /v3/kv/txn "$(key_at "$KEY1" "$release_rev")"
 post read-key-at-before $P_READ_KEY_AT /v3/kv/txn "$(key_at "$KEY1" "$((release_rev - 1))")"
 post read-key-at-future $P_READ_KEY_AT /v3/kv/txn "$(key_at "$KEY1" 100000)"
 post read-election-released $P_READ_ELECTION /v3/kv/txn "{\"success\":[$(reads_json)]}"
+# etcd_delete_if_lease(): a lapsed leader's key, which the release took already
+post delete-if-lease $P_TXN /v3/kv/txn "$(delete_if_lease_json "$LEASE1")"
 post revoke $P_RESULT_OK /v3/lease/revoke "{\"ID\":\"$LEASE2\"}"
 wait "$WATCH1" "$WATCH2" || true
 store watch-key1 $P_WATCH 0 "$WORK/watch-key1"

@@ -4,7 +4,8 @@
  *		extension: the *_result functions and etcd_watch_next() of
  *		src/etcd_results.c, the authenticate answer (src/etcd_auth.c), and
  *		the decoding of the values those answers carry (the leadership
- *		term, the cluster record).
+ *		term, the cluster record), and the leader's comparison of the
+ *		leader key with its own name and lease.
  *
  * One input is a selector byte and an answer body.  The selector's low
  * nibble chooses the parser (enum below), its high nibble how the transfer
@@ -173,10 +174,35 @@ decode_position(const char *key, const char *value, size_t len)
 	}
 }
 
+/*
+ * The leader key, as the leader compares it (leader_key.c): anyone may have
+ * written it, so its value must be exactly len bytes, NUL-terminated.
+ */
+static void
+compare_leader_key(const EtcdElectionRead *read)
+{
+	static const char name[] = "node1";
+
+	if (!read->leader_found)
+	{
+		if (read->leader_value != NULL || read->leader_len != 0 || read->leader_lease != 0)
+			fail("read", "a leader key not found, with a value or a lease");
+		return;
+	}
+	if (read->leader_value == NULL)
+		fail("read", "a leader key without a value");
+	if (read->leader_value[read->leader_len] != '\0')
+		fail("read", "a leader key value not NUL-terminated at its length");
+	say("leader key names node1",
+		read->leader_len == strlen(name) &&
+		memcmp(read->leader_value, name, read->leader_len) == 0, "no");
+}
+
 /* What the election does with the values of a read: decode them. */
 static void
 decode_values(const EtcdElectionRead *read)
 {
+	compare_leader_key(read);
 	if (read->record_found)
 	{
 		ClusterRecord record;
