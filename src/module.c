@@ -187,9 +187,10 @@ check_prefix(char **newval, void **extra pg_attribute_unused(), GucSource source
 		GUC_check_errdetail("The election prefix must not end with \"/\": keys are \"<prefix>/<lease id>\".");
 		return false;
 	}
-	if (len > LE_KEY_LEN - 20)
+	/* the longest key beside it: "<prefix>.wal.<16 hex digits>" */
+	if (len > LE_KEY_LEN - 24)
 	{
-		GUC_check_errdetail("The election prefix is limited to %d bytes.", LE_KEY_LEN - 20);
+		GUC_check_errdetail("The election prefix is limited to %d bytes.", LE_KEY_LEN - 24);
 		return false;
 	}
 	if (has_control_characters(prefix))
