@@ -205,15 +205,31 @@ static NodeSnapshot snapshot;
 /* The last message libmicrohttpd logged (its logger must not ereport). */
 static char mhd_message[256];
 
+/*
+ * Refreshes the snapshot.  The view is read without the LWLock, so this
+ * process never holds what the election worker waits for; a view the worker
+ * was writing at every try keeps the last one (leadership, read from its
+ * atomic, is fresh either way).
+ */
 static void
 take_snapshot(NodeSnapshot *s)
 {
+	static LeaderView view;
+	static LeaderQueueView queue;
+	TimestampTz role_since;
+
 	s->now_us = le_clock_us();
 	s->taken_at = GetCurrentTimestamp();
 	strlcpy(s->prefix, le_prefix, sizeof(s->prefix));
-	s->worker_running = le_shared_worker_running(&s->loop_turned_at);
-	le_shared_snapshot(&s->view, &s->valid_until_us, &s->role_since);
-	le_shared_queue_snapshot(&s->queue);
+	s->loop_turned_at = le_shared_loop_turned_at();
+	s->worker_running = s->loop_turned_at != 0;
+	if (le_shared_read_without_lock(&view, &role_since, &queue))
+	{
+		s->view = view;
+		s->role_since = role_since;
+		s->queue = queue;
+	}
+	s->valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
 	replication_read(&s->replication);
 	s->accepts_connections = !s->replication.in_recovery ||
 		(!s->replication.crash_recovery && HotStandbyActive());

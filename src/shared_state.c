@@ -64,6 +64,7 @@ le_shmem_startup(void)
 		pg_atomic_init_u32(&le_shared->commits_in_flight, 0);
 		pg_atomic_init_u64(&le_shared->recorded_wal_end, 0);
 		pg_atomic_init_u64(&le_shared->loop_turned_at, 0);
+		pg_atomic_init_u32(&le_shared->view_changes, 0);
 		ConditionVariableInit(&le_shared->changed);
 		LWLockInitialize(&le_shared->lock, LWLockNewTrancheId());
 		le_shared->worker_procno = -1;
@@ -119,6 +120,24 @@ le_role_name(LeaderRole role)
 
 /* ---- the worker's side ---- */
 
+/*
+ * The view's change count (see "readers that never wait" in
+ * shared_state.h): odd while the worker writes the view, the queue or
+ * role_since.  Called under the LWLock, which orders the writers.
+ */
+static void
+begin_view_write(void)
+{
+	pg_atomic_fetch_add_u32(&le_shared->view_changes, 1);	/* a full barrier */
+}
+
+static void
+end_view_write(void)
+{
+	pg_write_barrier();
+	pg_atomic_fetch_add_u32(&le_shared->view_changes, 1);
+}
+
 /* Whatever happens to the worker, shared memory must not say "leader". */
 static void
 detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -127,10 +146,12 @@ detach_worker(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	pg_atomic_write_u64(&le_shared->recorded_wal_end, 0);
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	le_shared->worker_procno = -1;
+	begin_view_write();
 	if (le_shared->view.role != LE_ROLE_DISCONNECTED)
 		le_shared->role_since = GetCurrentTimestamp();
 	reset_view(&le_shared->view);
 	memset(&le_shared->queue, 0, sizeof(LeaderQueueView));
+	end_view_write();
 	pg_atomic_write_u64(&le_shared->loop_turned_at, 0);
 	/* nobody is left to serve them */
 	le_shared->resigns_done = pg_atomic_read_u32(&le_shared->resign_requests);
@@ -151,6 +172,7 @@ le_shared_attach_worker(void)
 	resigns_seen = pg_atomic_read_u32(&le_shared->resign_requests);
 	le_shared->resigns_done = resigns_seen;
 	LWLockRelease(&le_shared->lock);
+	le_shared_loop_turned();
 	ConditionVariableBroadcast(&le_shared->changed);
 	on_shmem_exit(detach_worker, 0);
 }
@@ -201,9 +223,11 @@ le_shared_publish(const LeaderView *view, uint64 valid_until_us, uint64 term)
 
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
 	changed = le_shared->view.role != view->role;
+	begin_view_write();
 	if (changed)
 		le_shared->role_since = GetCurrentTimestamp();
 	le_shared->view = *view;
+	end_view_write();
 	LWLockRelease(&le_shared->lock);
 
 	if (valid_until_us != 0)
@@ -217,7 +241,9 @@ void
 le_shared_publish_queue(const LeaderQueueView *queue)
 {
 	LWLockAcquire(&le_shared->lock, LW_EXCLUSIVE);
+	begin_view_write();
 	le_shared->queue = *queue;
+	end_view_write();
 	LWLockRelease(&le_shared->lock);
 }
 
@@ -272,24 +298,33 @@ le_shared_snapshot(LeaderView *view, uint64 *valid_until_us, TimestampTz *role_s
 	*valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
 }
 
-void
-le_shared_queue_snapshot(LeaderQueueView *queue)
+bool
+le_shared_read_without_lock(LeaderView *view, TimestampTz *role_since,
+							LeaderQueueView *queue)
 {
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	*queue = le_shared->queue;
-	LWLockRelease(&le_shared->lock);
+	for (int attempt = 0; attempt < 1000; attempt++)
+	{
+		uint32		before = pg_atomic_read_u32(&le_shared->view_changes);
+
+		if ((before & 1) == 0)
+		{
+			pg_read_barrier();
+			*view = le_shared->view;
+			*role_since = le_shared->role_since;
+			*queue = le_shared->queue;
+			pg_read_barrier();
+			if (pg_atomic_read_u32(&le_shared->view_changes) == before)
+				return true;
+		}
+		pg_spin_delay();
+	}
+	return false;
 }
 
-bool
-le_shared_worker_running(uint64 *loop_turned_at)
+uint64
+le_shared_loop_turned_at(void)
 {
-	bool		running;
-
-	LWLockAcquire(&le_shared->lock, LW_SHARED);
-	running = le_shared->worker_procno >= 0;
-	LWLockRelease(&le_shared->lock);
-	*loop_turned_at = pg_atomic_read_u64(&le_shared->loop_turned_at);
-	return running;
+	return pg_atomic_read_u64(&le_shared->loop_turned_at);
 }
 
 /*

@@ -40,7 +40,15 @@
  *   worker has cleared leadership and seen the count at zero, no commit that
  *   passed the check is still to write its commit record.
  * - loop_turned_at is when the worker's loop last turned (an atomic, so
- *   that a frozen worker shows as one: the HTTP endpoint's /liveness).
+ *   that a frozen worker shows as one: the HTTP endpoint's /liveness), 0
+ *   while no worker runs.
+ * - Readers that never wait (the HTTP endpoint): the worker also bumps
+ *   view_changes before and after it writes the view, the queue or
+ *   role_since (odd while it writes), as PostgreSQL's backend status does
+ *   with st_changecount; such a reader copies them without the LWLock and
+ *   keeps the copy only if view_changes was even and the same before and
+ *   after.  So a reader stopped in the middle of its copy (SIGSTOP, swapped
+ *   out) holds nothing the worker waits for.
  * - recorded_wal_end is the WAL position the cluster record in etcd holds
  *   for this node while it leads a replicated cluster (0: no bound); the
  *   worker moves it when etcd confirms a write of the record, and backends
@@ -140,7 +148,8 @@ typedef struct LeaderShared
 	pg_atomic_uint32 resign_requests;	/* bumped by leader_resign() */
 	pg_atomic_uint32 commits_in_flight; /* leader's commits past their check */
 	pg_atomic_uint64 recorded_wal_end;	/* WAL position in etcd's record; 0: none */
-	pg_atomic_uint64 loop_turned_at;	/* le_clock_us() of the worker's last loop turn */
+	pg_atomic_uint64 loop_turned_at;	/* le_clock_us() of the worker's last loop turn; 0: none runs */
+	pg_atomic_uint32 view_changes;	/* odd while the view is written */
 	ConditionVariable changed;
 
 	LWLock		lock;			/* guards everything below */
@@ -262,11 +271,16 @@ extern void le_shared_loop_turned(void);
 extern void le_shared_snapshot(LeaderView *view, uint64 *valid_until_us,
 							   TimestampTz *role_since);
 
-/* A copy of the queue shown. */
-extern void le_shared_queue_snapshot(LeaderQueueView *queue);
+/*
+ * A consistent copy of the view, role_since and the queue without taking
+ * the LWLock; false if the worker was writing them at every try (then the
+ * copies may be torn: keep an earlier one).
+ */
+extern bool le_shared_read_without_lock(LeaderView *view, TimestampTz *role_since,
+										LeaderQueueView *queue);
 
-/* Whether an election worker runs, and when its loop last turned (0: never). */
-extern bool le_shared_worker_running(uint64 *loop_turned_at);
+/* When the election worker's loop last turned; 0 while no worker runs. */
+extern uint64 le_shared_loop_turned_at(void);
 
 /* The WAL position the cluster record holds for this leader, or 0. */
 static inline uint64
