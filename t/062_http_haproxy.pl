@@ -122,6 +122,7 @@ listen primary
     bind 127.0.0.1:$hp_port
     option httpchk GET /primary
     http-check expect status 200
+    retries 0
     default-server inter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 $servers
 EOF
