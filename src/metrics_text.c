@@ -196,6 +196,27 @@ counter_metrics(TextOut *out, const NodeSnapshot *s)
 	const LeCounterValues *c = &s->counters;
 	static const struct
 	{
+		LeCounter	which;
+		const char *name;
+		const char *help;
+	}			counts[] = {
+		{LE_COUNT_LEADER_CHANGES, "leader_election_leader_changes_total",
+		"Times the leader this node knows changed."},
+		{LE_COUNT_LEADERSHIPS, "leader_election_leaderships_total",
+		"Times this node began to lead."},
+		{LE_COUNT_PROMOTIONS, "leader_election_promotions_total",
+		"Times this node promoted itself from standby to primary."},
+		{LE_COUNT_FAILOVERS, "leader_election_failovers_total",
+		"Times this node took over from a leader that did not let go."},
+		{LE_COUNT_HANDOVERS, "leader_election_handovers_total",
+		"Times this node handed leadership over or resigned."},
+		{LE_COUNT_HANDOVER_FAILURES, "leader_election_handover_failures_total",
+		"Times this node tried to hand over and led on."},
+		{LE_COUNT_FENCE_REFUSALS, "leader_election_fence_refusals_total",
+		"Writes the fence refused on this node."},
+	};
+	static const struct
+	{
 		LeDuration	which;
 		const char *name;
 		const char *help;
@@ -219,20 +240,8 @@ counter_metrics(TextOut *out, const NodeSnapshot *s)
 		out_printf(out, "leader_election_etcd_errors_total{kind=\"%s\"} " UINT64_FORMAT "\n",
 				   etcd_call_kind_name((EtcdCallKind) k), c->etcd_errors[k]);
 
-	counter(out, "leader_election_leader_changes_total",
-			"Times the leader this node knows changed.", c->counts[LE_COUNT_LEADER_CHANGES]);
-	counter(out, "leader_election_leaderships_total",
-			"Times this node began to lead.", c->counts[LE_COUNT_LEADERSHIPS]);
-	counter(out, "leader_election_promotions_total",
-			"Times this node promoted itself from standby to primary.", c->counts[LE_COUNT_PROMOTIONS]);
-	counter(out, "leader_election_failovers_total",
-			"Times this node took over from a leader that did not let go.", c->counts[LE_COUNT_FAILOVERS]);
-	counter(out, "leader_election_handovers_total",
-			"Times this node handed leadership over or resigned.", c->counts[LE_COUNT_HANDOVERS]);
-	counter(out, "leader_election_handover_failures_total",
-			"Times this node tried to hand over and led on.", c->counts[LE_COUNT_HANDOVER_FAILURES]);
-	counter(out, "leader_election_fence_refusals_total",
-			"Writes the fence refused on this node.", c->counts[LE_COUNT_FENCE_REFUSALS]);
+	for (size_t i = 0; i < lengthof(counts); i++)
+		counter(out, counts[i].name, counts[i].help, c->counts[counts[i].which]);
 	for (size_t i = 0; i < lengthof(durations); i++)
 		if (c->duration_us[durations[i].which] != 0)
 			gauge(out, durations[i].name, durations[i].help,
