@@ -270,19 +270,24 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 			   const char *url, const char *method,
 			   const char *version pg_attribute_unused(),
 			   const char *upload_data pg_attribute_unused(),
-			   size_t *upload_data_size, void **con_cls pg_attribute_unused())
+			   size_t *upload_data_size, void **con_cls)
 {
+	static int	answered;
 	HttpAnswer	answer;
 	const char *content_type;
 	char	   *body;
 	struct MHD_Response *response;
 	enum MHD_Result queued;
 
+	/* a body is never read: answered at the first call, what follows is dropped */
+	*upload_data_size = 0;
+	if (*con_cls == &answered)
+		return MHD_YES;
+	*con_cls = &answered;
+
 	http_route(&snapshot, method, url,
 			   MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "lag"),
 			   &answer);
-	/* a body is never read: answer at once, and drop what was sent */
-	*upload_data_size = 0;
 	body = render(&answer, &content_type);
 	if (body == NULL)
 	{

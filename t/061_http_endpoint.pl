@@ -80,6 +80,9 @@ is(le_http_code($port{n2}, '/primary', method => 'HEAD'), 503, 'standby: HEAD /p
 is($code, 405, 'POST /primary answers 405');
 like($head, qr/^Allow: GET, HEAD, OPTIONS/mi, '... with an Allow header');
 is(le_http_code($port{n1}, '/primary', method => 'DELETE'), 405, 'DELETE answers 405');
+is(le_http_code($port{n1}, '/primary', method => 'POST', data => 'x' x 100_000), 405,
+	'POST with a body of 100 kB answers 405 (the body is not read)');
+is(le_http_code($port{n1}, '/primary'), 200, '... and the endpoint answers on');
 
 # the documents
 my $st = le_http_json($port{n1}, '/status');

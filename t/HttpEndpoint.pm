@@ -34,7 +34,7 @@ sub le_http_port
 
 One request to http://127.0.0.1:$port$path with curl: method => 'GET'
 (default), 'HEAD', 'OPTIONS', 'POST', ...; https => 1 with cacert =>
-$file; timeout => seconds (default 5).  $code is 0 when nothing answered.
+$file; data => a request body; timeout => seconds (default 5).  $code is 0 when nothing answered.
 
 =cut
 
@@ -50,6 +50,7 @@ sub le_http
 		'-w', '%{http_code}');
 	push @cmd, $method eq 'HEAD' ? ('-I') : ('-X', $method);
 	push @cmd, '--cacert', $opt{cacert} if $opt{cacert};
+	push @cmd, '--data-binary', $opt{data} if defined $opt{data};
 	push @cmd, "$scheme://127.0.0.1:$port$path";
 	my ($out, $err) = ('', '');
 	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
