@@ -285,6 +285,15 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 		return MHD_YES;
 	*con_cls = &answered;
 
+	/*
+	 * Leadership and liveness as of now, not as of the snapshot: this
+	 * process may have been stopped since (atomics and a clock read only).
+	 */
+	snapshot.now_us = le_clock_us();
+	snapshot.valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
+	snapshot.loop_turned_at = le_shared_loop_turned_at();
+	snapshot.worker_running = snapshot.loop_turned_at != 0;
+
 	http_route(&snapshot, method, url,
 			   MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "lag"),
 			   &answer);
