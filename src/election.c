@@ -456,7 +456,7 @@ el_leave_with(Election *e, const char *reason, bool release, const char *record_
 	e->key[0] = '\0';
 	e->followed_leader = false;
 	e->watch_failing = false;
-	e->stream_lost_at = 0;
+	e->stream_lost_at = e->stream_grace_from = 0;
 	e->queue_position = -1;
 	e->leader_known = false;
 	e->fencing_token = 0;

@@ -136,6 +136,8 @@ struct Election
 	/* this node in replication, read at every step, and what follows */
 	ReplicationState replication;
 	uint64		stream_lost_at; /* a queued standby's stream ended; 0: none */
+	uint64		stream_grace_from;	/* ... its grace runs from then; 0: none */
+	int64		grace_leader_token; /* the first in line when it last began */
 	bool		eligible;
 	char		ineligible_reason[LE_ERROR_LEN];
 	char		logged_reason[LE_ERROR_LEN];	/* last one written to the log */

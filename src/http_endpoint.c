@@ -21,7 +21,8 @@
  * - Bounded: at most HTTP_MAX_CONNECTIONS connections (HTTP_MAX_PER_IP
  *   from one address), HTTP_MEMORY_LIMIT bytes per connection (a larger
  *   request head is refused with 431), HTTP_TIMEOUT_S idle seconds per
- *   connection.  Requests carry no body: GET, HEAD and OPTIONS only.
+ *   connection; connections are kept alive between requests.  GET, HEAD
+ *   and OPTIONS only, and a request body is never used.
  */
 #include "postgres.h"
 
@@ -239,7 +240,12 @@ take_snapshot(NodeSnapshot *s)
 static void
 log_to_buffer(void *cls pg_attribute_unused(), const char *fmt, va_list ap)
 {
+	size_t		len;
+
 	vsnprintf(mhd_message, sizeof(mhd_message), fmt, ap);
+	len = strlen(mhd_message);
+	while (len > 0 && isspace((unsigned char) mhd_message[len - 1]))
+		mhd_message[--len] = '\0';
 }
 
 /* The document an answer carries, malloc'd; NULL when none or out of memory. */
@@ -272,17 +278,30 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 			   const char *upload_data pg_attribute_unused(),
 			   size_t *upload_data_size, void **con_cls)
 {
+	static int	seen;
 	static int	answered;
 	HttpAnswer	answer;
 	const char *content_type;
 	char	   *body;
 	struct MHD_Response *response;
 	enum MHD_Result queued;
+	bool		our_method = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+		strcmp(method, "OPTIONS") == 0;
 
-	/* a body is never read: answered at the first call, what follows is dropped */
+	/*
+	 * Our methods are answered at the second call, once the request is
+	 * complete, so that the connection may stay open for the next request;
+	 * any other is refused at once and its body never read (the connection
+	 * is closed).  Whatever body comes is dropped.
+	 */
 	*upload_data_size = 0;
 	if (*con_cls == &answered)
 		return MHD_YES;
+	if (*con_cls == NULL && our_method)
+	{
+		*con_cls = &seen;
+		return MHD_YES;
+	}
 	*con_cls = &answered;
 
 	/*

@@ -346,7 +346,9 @@ _PG_init(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	etcd_access_define_settings();
-	http_endpoint_define_settings();
+	/* PGC_POSTMASTER settings exist only in a server that preloads us */
+	if (process_shared_preload_libraries_in_progress)
+		http_endpoint_define_settings();
 	MarkGUCPrefixReserved("leader_election");
 
 	if (!process_shared_preload_libraries_in_progress)

@@ -10,7 +10,8 @@
  * a queued standby that lost its stream keeps its place for a grace period
  * longer than a lease, so that when the leader crashed -- and every standby
  * lost its stream at once -- the first in line still takes over once the
- * leader's lease expires.  A recorded synchronous standby stands as long
+ * leader's lease expires, and the others still stand behind it while it
+ * promotes (their grace starts again when it comes first in line).  A recorded synchronous standby stands as long
  * as the record names it, even without a stream or a leader: it has every
  * acknowledged commit, so the cluster need not wait for its old primary.
  * A standby that streams an older timeline than the cluster's reconnects
@@ -81,8 +82,8 @@ el_may_stand(Election *e, uint64 now)
 	 * One that yielded stands again at once: the one it yielded to may fail.
 	 * A recorded synchronous standby stands as long as the record names it.
 	 */
-	input.stream_grace = (e->stream_lost_at != 0 &&
-						  now < e->stream_lost_at + stream_grace_us(e)) ||
+	input.stream_grace = (e->stream_grace_from != 0 &&
+						  now < e->stream_grace_from + stream_grace_us(e)) ||
 		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e)) ||
 		el_recorded_sync_standby(e);
 	input.replicated_member = e->replicated_member;
@@ -164,11 +165,22 @@ el_assess(Election *e, uint64 now)
 	}
 	follow_cluster_timeline(e, now);
 
-	/* a queued standby's grace period starts when its stream ends */
+	/*
+	 * A queued standby's grace period starts when its stream ends, and again
+	 * when another node comes first in line: that one promotes before this
+	 * standby can stream from it (after a crash, a frozen first in line
+	 * costs a second lease).
+	 */
 	if (!e->replication.in_recovery || e->create_revision == 0 || e->replication.streaming)
-		e->stream_lost_at = 0;
+		e->stream_lost_at = e->stream_grace_from = 0;
 	else if (e->stream_lost_at == 0)
-		e->stream_lost_at = now;
+		e->stream_lost_at = e->stream_grace_from = now;
+	if (e->leader_known && e->fencing_token != e->grace_leader_token)
+	{
+		if (e->stream_grace_from != 0)
+			e->stream_grace_from = now;
+		e->grace_leader_token = e->fencing_token;
+	}
 	if (!e->replication.in_recovery || e->replication.streaming)
 		e->yielded_at = 0;
 

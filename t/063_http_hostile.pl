@@ -218,9 +218,8 @@ attack(
 			'lag of 5,000 digits'       => qr/^\[(400|414|431)\]$/,
 			'TLS hello to plain HTTP'   => qr/^\[(400)?\]$/,
 			'HTTP/2 preface'            => qr/^\[(505|400|405)?\]$/,
-			# the endpoint answers every request with Connection: close
-			# (the response is queued on the access handler's first call),
-			# so it answers the first and drops the rest: only 200s
+			# connections are kept alive, but libmicrohttpd (epoll mode)
+			# may leave pipelined requests unread: only 200s, at least one
 			'50 pipelined GETs'         => qr/^\[200( 200)*\]$/,
 			'bare LF line ends'         => qr/^\[(200|400)?\]$/,);
 		for my $i (0 .. $#names)
@@ -495,7 +494,7 @@ sub garbage_table
 			"POST /primary HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n" ],
 		[ 'Content-Length and chunked',
 			"POST /primary HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" ],
-		[ '50 pipelined GETs', $get x 50 ],
+		[ '50 pipelined GETs', $get x 49 . "GET /primary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" ],
 		[ 'bare LF line ends', "GET /primary HTTP/1.1\nHost: x\n\n" ],
 		[ 'lag of 5,000 digits', 'GET /replica?lag=' . ('9' x 5000) . " HTTP/1.1\r\nHost: x\r\n\r\n" ],
 		# half-closed: a request line without its end waits for the timeout
@@ -568,7 +567,9 @@ sub request_loop
 			my %c;
 			for (1 .. $each)
 			{
-				my ($codes, $err) = raw_request("GET /primary HTTP/1.1\r\nHost: x\r\n\r\n", timeout => 10);
+				my ($codes, $err) = raw_request(
+					"GET /primary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+					timeout => 10);
 				$c{ @$codes ? "@$codes" : "none($err)" }++;
 			}
 			open(my $fh, '>', "$dir/loop.$k") or POSIX::_exit(1);
