@@ -11,7 +11,8 @@
  * longer than a lease, so that when the leader crashed -- and every standby
  * lost its stream at once -- the first in line still takes over once the
  * leader's lease expires, and the others still stand behind it while it
- * promotes (their grace starts again when it comes first in line).  A recorded synchronous standby stands as long
+ * promotes (their grace starts again when it comes first in line); the
+ * first in line itself needs no stream while it takes over.  A recorded synchronous standby stands as long
  * as the record names it, even without a stream or a leader: it has every
  * acknowledged commit, so the cluster need not wait for its old primary.
  * A standby that streams an older timeline than the cluster's reconnects
@@ -81,9 +82,12 @@ el_may_stand(Election *e, uint64 now)
 	/*
 	 * One that yielded stands again at once: the one it yielded to may fail.
 	 * A recorded synchronous standby stands as long as the record names it.
+	 * The first in line has nobody to stream from: whether it may take over
+	 * is for the term and succession.c to say, however long that takes.
 	 */
 	input.stream_grace = (e->stream_grace_from != 0 &&
 						  now < e->stream_grace_from + stream_grace_us(e)) ||
+		(e->phase == EP_TAKING_OVER && e->stream_lost_at != 0) ||
 		(e->yielded_at != 0 && now < e->yielded_at + stream_grace_us(e)) ||
 		el_recorded_sync_standby(e);
 	input.replicated_member = e->replicated_member;
