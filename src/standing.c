@@ -12,9 +12,10 @@
  * lost its stream at once -- the first in line still takes over once the
  * leader's lease expires, and the others still stand behind it while it
  * promotes (their grace starts again when it comes first in line); the
- * first in line itself needs no stream while it takes over.  A recorded synchronous standby stands as long
- * as the record names it, even without a stream or a leader: it has every
- * acknowledged commit, so the cluster need not wait for its old primary.
+ * first in line itself needs no stream while it takes over.  A recorded
+ * synchronous standby stands as long as the record names it, even without
+ * a stream or a leader: it has every acknowledged commit, so the cluster
+ * need not wait for its old primary.
  * A standby that streams an older timeline than the cluster's reconnects
  * after that grace period.  The synchronous set a standby relies on is the
  * one the leader's term confirms (rely_on_confirmed_set()).
