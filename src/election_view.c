@@ -93,6 +93,11 @@ el_publish(Election *e)
 	view.wal_lag_bytes = e->replication.in_recovery ?
 		cluster_standby_lag(&e->record, &e->replication) : -1;
 	view.eligible = e->eligible;
+	view.streaming = e->replication.in_recovery && e->replication.streaming;
+	view.accepts_connections = e->replication.reads_open;
+	view.receive_lag_bytes = e->replication.lag_bytes;
+	view.received_lsn = e->replication.received;
+	view.replayed_lsn = e->replication.replayed;
 	strlcpy(view.ineligible_reason, e->ineligible_reason, LE_ERROR_LEN);
 	view.published_lsn = e->position_published ? e->published_lsn : 0;
 	strlcpy(view.yielded, e->yielded, LE_ERROR_LEN);

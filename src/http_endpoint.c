@@ -6,8 +6,9 @@
  *		http_routes.c's, status_document.c's and metrics_text.c's.
  *
  * Rules:
- * - It reads shared memory only (a NodeSnapshot taken before each round of
- *   libmicrohttpd's work): never etcd, never a database.  The election
+ * - It reads the extension's shared memory only (a NodeSnapshot taken
+ *   before each round of libmicrohttpd's work, without locks): never etcd,
+ *   never a database, never a lock or spinlock of PostgreSQL's.  The election
  *   worker never waits for it: a slow, hostile or flooding client costs
  *   this process's time only, and it runs at a lower CPU priority (nice
  *   10) so that a flood yields the CPU to the election worker.
@@ -33,8 +34,6 @@
 
 #include <microhttpd.h>
 
-#include "access/xlog.h"
-#include "access/xlogrecovery.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -50,6 +49,7 @@
 #include "leader_election.h"
 #include "metrics_text.h"
 #include "node_snapshot.h"
+#include "printable.h"
 #include "status_document.h"
 
 #define HTTP_MAX_CONNECTIONS	64
@@ -221,7 +221,8 @@ take_snapshot(NodeSnapshot *s)
 
 	s->now_us = le_clock_us();
 	s->taken_at = GetCurrentTimestamp();
-	strlcpy(s->prefix, le_prefix, sizeof(s->prefix));
+	/* the prefix may hold any byte but control characters: shown printable */
+	le_printable(le_prefix, strlen(le_prefix), s->prefix, sizeof(s->prefix));
 	s->loop_turned_at = le_shared_loop_turned_at();
 	s->worker_running = s->loop_turned_at != 0;
 	if (le_shared_read_without_lock(&view, &role_since, &queue))
@@ -231,9 +232,6 @@ take_snapshot(NodeSnapshot *s)
 		s->queue = queue;
 	}
 	s->valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
-	replication_read(&s->replication);
-	s->accepts_connections = !s->replication.in_recovery ||
-		(!s->replication.crash_recovery && HotStandbyActive());
 	le_counters_read(&s->counters);
 }
 

@@ -110,7 +110,7 @@ static bool
 replica_within(const NodeSnapshot *s, bool lag_given, uint64 max_lag)
 {
 	return node_streams(s) &&
-		(!lag_given || (uint64) Max(s->replication.lag_bytes, 0) <= max_lag);
+		(!lag_given || (uint64) Max(s->view.receive_lag_bytes, 0) <= max_lag);
 }
 
 static bool
@@ -129,7 +129,7 @@ check_holds(const NodeSnapshot *s, RouteCheck check, bool lag_given, uint64 max_
 		case CHECK_ASYNC:
 			return replica_within(s, lag_given, max_lag) && !recorded_synchronous(s);
 		case CHECK_HEALTH:
-			return s->accepts_connections && s->worker_running;
+			return s->view.accepts_connections && s->worker_running;
 		case CHECK_LIVENESS:
 			return node_worker_live(s);
 		case CHECK_READINESS:

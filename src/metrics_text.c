@@ -168,20 +168,20 @@ state_metrics(TextOut *out, const NodeSnapshot *s)
 	gauge(out, "leader_election_timeline",
 		  "PostgreSQL timeline this node writes or replays.", v->timeline);
 	gauge(out, "leader_election_in_recovery",
-		  "1 on a standby (in recovery), 0 on a primary.", s->replication.in_recovery ? 1 : 0);
+		  "1 on a standby (in recovery), 0 on a primary.", s->view.in_recovery ? 1 : 0);
 	gauge(out, "leader_election_streaming",
 		  "1 on a standby whose WAL receiver streams and that takes reads.", node_streams(s) ? 1 : 0);
-	if (s->replication.in_recovery)
+	if (s->view.in_recovery)
 		gauge(out, "leader_election_wal_lag_bytes",
-			  "WAL this standby has yet to receive of what its upstream has written.",
-			  (double) Max(s->replication.lag_bytes, 0));
+			  "WAL this standby has yet to flush of what its upstream has sent.",
+			  (double) Max(s->view.receive_lag_bytes, 0));
 	gauge(out, "leader_election_eligible",
 		  "1 while this node may stand in the election.", v->eligible ? 1 : 0);
 	gauge(out, "leader_election_synchronous_standby",
 		  "1 on a standby the cluster record names synchronous.", sync_member ? 1 : 0);
 	gauge(out, "leader_election_accepts_connections",
 		  "1 while PostgreSQL takes connections (a primary, or a hot standby open for reads).",
-		  s->accepts_connections ? 1 : 0);
+		  s->view.accepts_connections ? 1 : 0);
 	gauge(out, "leader_election_worker_running",
 		  "1 while the election worker runs.", s->worker_running ? 1 : 0);
 	if (loop_age != PG_UINT64_MAX)

@@ -1,9 +1,11 @@
 /*
  * node_snapshot.h
- *		Everything the HTTP endpoint knows of its node, copied from shared
- *		memory in one go (http_endpoint.c takes it): the election worker's
- *		view and queue, the leadership deadline, replication as PostgreSQL
- *		shows it now, and the counters.  The answers (http_routes.c), the
+ *		Everything the HTTP endpoint knows of its node, copied from the
+ *		extension's shared memory in one go (http_endpoint.c takes it): the
+ *		election worker's view (replication as it last read it, at most a
+ *		quarter second ago) and queue, the leadership deadline, and the
+ *		counters.  Nothing of PostgreSQL's own shared memory: its spinlocks
+ *		are waited for by the election worker too.  The answers (http_routes.c), the
  *		JSON documents (status_document.c) and the metrics (metrics_text.c)
  *		are pure functions of it: none of them reads shared memory, etcd or
  *		a database.
@@ -12,7 +14,6 @@
 #define LEADER_ELECTION_NODE_SNAPSHOT_H
 
 #include "counters.h"
-#include "replication.h"
 #include "shared_state.h"
 
 typedef struct NodeSnapshot
@@ -27,9 +28,6 @@ typedef struct NodeSnapshot
 	uint64		valid_until_us; /* leadership deadline; 0: not leading */
 	TimestampTz role_since;
 	LeaderQueueView queue;
-	/* PostgreSQL now */
-	bool		accepts_connections;	/* a primary, or a hot standby open for reads */
-	ReplicationState replication;
 	LeCounterValues counters;
 } NodeSnapshot;
 
@@ -44,15 +42,7 @@ node_role(const NodeSnapshot *s)
 static inline bool
 node_leads(const NodeSnapshot *s)
 {
-	return node_role(s) == LE_ROLE_LEADER && !s->replication.in_recovery;
-}
-
-/* A standby whose WAL receiver streams, open for reads, not leading. */
-static inline bool
-node_streams(const NodeSnapshot *s)
-{
-	return s->accepts_connections && s->replication.in_recovery &&
-		s->replication.streaming && !node_leads(s);
+	return node_role(s) == LE_ROLE_LEADER && !s->view.in_recovery;
 }
 
 /* How long since the election worker's loop last turned (µs); max if never. */
@@ -75,6 +65,17 @@ node_worker_live(const NodeSnapshot *s)
 	int			ttl_s = Max(s->view.lease_ttl, 1);
 
 	return s->worker_running && node_loop_age_us(s) < (uint64) ttl_s * 1000000;
+}
+
+/*
+ * A standby whose WAL receiver streams, open for reads, not leading -- as
+ * a live election worker last saw it (a frozen one's view is stale).
+ */
+static inline bool
+node_streams(const NodeSnapshot *s)
+{
+	return node_worker_live(s) && s->view.accepts_connections && s->view.in_recovery &&
+		s->view.streaming && !node_leads(s);
 }
 
 #endif

@@ -40,11 +40,13 @@ replication_read(ReplicationState *state)
 	state->in_recovery = RecoveryInProgress();
 	if (!state->in_recovery)
 	{
+		state->reads_open = true;
 		state->timeline = GetWALInsertionTimeLine();
 		return;
 	}
 
 	state->crash_recovery = (GetRecoveryState() == RECOVERY_STATE_CRASH);
+	state->reads_open = !state->crash_recovery && HotStandbyActive();
 	replayed = GetXLogReplayRecPtr(&state->timeline);
 	state->replayed = replayed;
 	if (WalRcv != NULL)

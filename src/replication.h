@@ -13,6 +13,7 @@ typedef struct ReplicationState
 {
 	bool		in_recovery;
 	bool		crash_recovery; /* in recovery, but not as a standby: starting up */
+	bool		reads_open;		/* a primary, or a hot standby that takes connections */
 	uint64		system_identifier;
 	/* replayed timeline on a standby, the one WAL is written on by a primary */
 	TimeLineID	timeline;

@@ -129,6 +129,12 @@ typedef struct LeaderView
 	int64		wal_lag_bytes;	/* standbys; -1 on a primary */
 	bool		eligible;
 	char		ineligible_reason[LE_ERROR_LEN];	/* empty when eligible */
+	/* replication as the worker last read it, for the HTTP endpoint */
+	bool		streaming;		/* a standby whose WAL receiver is connected */
+	bool		accepts_connections;	/* a primary, or a hot standby open for reads */
+	int64		receive_lag_bytes;	/* WAL its upstream sent that it has not flushed */
+	uint64		received_lsn;
+	uint64		replayed_lsn;
 	/* after a crash: the WAL position published, and who takes over */
 	uint64		published_lsn;	/* 0: none */
 	char		yielded[LE_ERROR_LEN];	/* why it gave its place up last */

@@ -77,28 +77,48 @@ add_lsn(cJSON *obj, const char *name, uint64 lsn)
 	cJSON_AddStringToObject(obj, name, text);
 }
 
-/* The etcd endpoint without user information a URL may carry (no secret). */
+/*
+ * text with the user information of every URL in it left out: an endpoint
+ * written as http://user:password@host shows as http://host (no secret in
+ * any answer; the error messages name the endpoint).
+ */
 static void
-add_endpoint(cJSON *obj, const char *url)
+add_text_without_secrets(cJSON *obj, const char *name, const char *text)
 {
-	const char *host = strstr(url, "://");
-	const char *at;
-	char		shown[LE_URL_LEN];
+	char		shown[LE_ERROR_LEN];
+	size_t		out = 0;
+	const char *p = text;
 
-	if (url[0] == '\0')
+	if (text[0] == '\0')
 	{
-		cJSON_AddNullToObject(obj, "endpoint");
+		cJSON_AddNullToObject(obj, name);
 		return;
 	}
-	host = host ? host + 3 : url;
-	at = strchr(host, '@');
-	if (at != NULL && (strchr(host, '/') == NULL || at < strchr(host, '/')))
+	while (*p != '\0' && out + 1 < sizeof(shown))
 	{
-		snprintf(shown, sizeof(shown), "%.*s%s", (int) (host - url), url, at + 1);
-		cJSON_AddStringToObject(obj, "endpoint", shown);
+		const char *scheme_end = strstr(p, "://");
+		const char *authority;
+		size_t		span;
+
+		if (scheme_end == NULL)
+			scheme_end = p + strlen(p);
+		else
+			scheme_end += 3;
+		span = Min((size_t) (scheme_end - p), sizeof(shown) - 1 - out);
+		memcpy(shown + out, p, span);
+		out += span;
+		p = scheme_end;
+		/* the authority ends at the first character a host cannot hold */
+		authority = p;
+		while (*p != '\0' && *p != '/' && *p != ' ' && *p != '@' && *p != '"' && *p != ',')
+			p++;
+		if (*p == '@')
+			p++;				/* user information: left out */
+		else
+			p = authority;
 	}
-	else
-		cJSON_AddStringToObject(obj, "endpoint", url);
+	shown[out] = '\0';
+	cJSON_AddStringToObject(obj, name, shown);
 }
 
 static double
@@ -135,8 +155,8 @@ add_status_columns(cJSON *doc, const NodeSnapshot *s, LeaderRole role)
 				 s->taken_at + (TimestampTz) (s->valid_until_us - s->now_us));
 	else
 		cJSON_AddNullToObject(doc, "valid_until");
-	add_endpoint(doc, v->endpoint);
-	add_text_or_null(doc, "last_error", v->last_error);
+	add_text_without_secrets(doc, "endpoint", v->endpoint);
+	add_text_without_secrets(doc, "last_error", v->last_error);
 	add_time(doc, "role_since", s->role_since);
 	cJSON_AddStringToObject(doc, "phase", election_phase_name(v->phase));
 	if (v->timeline != 0)
@@ -201,7 +221,7 @@ status_document(const NodeSnapshot *s)
 	cJSON_AddStringToObject(doc, "prefix", s->prefix);
 	cJSON_AddBoolToObject(doc, "accepts_writes", node_leads(s));
 	cJSON_AddBoolToObject(doc, "streaming", node_streams(s));
-	cJSON_AddBoolToObject(doc, "accepts_connections", s->accepts_connections);
+	cJSON_AddBoolToObject(doc, "accepts_connections", s->view.accepts_connections);
 	cJSON_AddBoolToObject(doc, "worker_running", s->worker_running);
 	cJSON_AddBoolToObject(doc, "worker_live", node_worker_live(s));
 	if (loop_age != PG_UINT64_MAX)
@@ -213,10 +233,10 @@ status_document(const NodeSnapshot *s)
 								seconds(s->view.lease_valid_until - s->now_us));
 	else
 		cJSON_AddNumberToObject(doc, "lease_valid_seconds", 0);
-	if (s->replication.in_recovery)
+	if (s->view.in_recovery)
 	{
-		add_lsn(doc, "received_lsn", s->replication.received);
-		add_lsn(doc, "replayed_lsn", s->replication.replayed);
+		add_lsn(doc, "received_lsn", s->view.received_lsn);
+		add_lsn(doc, "replayed_lsn", s->view.replayed_lsn);
 	}
 	add_time(doc, "answered_at", s->taken_at);
 
