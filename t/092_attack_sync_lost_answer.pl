@@ -58,6 +58,10 @@ ok($n1->poll_query_until('postgres',
 	'n1 records n2 as its synchronous standby');
 $n1->safe_psql('postgres', 'INSERT INTO t VALUES (1)');
 
+# the leader learns who is queued from its own reads (one after each
+# renewal, every TTL/3): let one happen after n3 joined the queue, or the
+# slow etcd below keeps n3 unknown to it and nobody joins
+sleep(int($ttl / 3) + 2);
 # slow etcd for n1; then the second synchronous standby
 $proxy->set_delay(1500);
 $n1->safe_psql('postgres',
