@@ -70,7 +70,7 @@ ok(le_http_wait($port, '/primary', 200, 30), 'n1: /primary answers 200');
 ok(le_http_wait($port{n2}, '/replica', 200, 30), 'n2: /replica answers 200');
 my $token = le_status($n1)->{fencing_token};
 like($token, qr/^\d+$/, "n1 leads with fencing token $token");
-my $http_pid   = http_worker_pid($n1);
+my $http_pid   = le_http_worker_pid($n1);
 my $worker_pid = le_worker_pid($n1);
 my $postmaster = le_postmaster_pid($n1);
 
@@ -247,7 +247,7 @@ my $rss_after = rss_kb($http_pid);
 cmp_ok($rss_after - $rss_base, '<', 2048,
 	"the HTTP worker's RSS stays flat: $rss_base kB after the warm-up, $rss_after kB after the attacks");
 
-is(http_worker_pid($n1), $http_pid, 'the HTTP worker is the same process after all attacks');
+is(le_http_worker_pid($n1), $http_pid, 'the HTTP worker is the same process after all attacks');
 is(le_worker_pid($n1), $worker_pid, 'so is the election worker');
 is(le_postmaster_pid($n1), $postmaster, 'and the postmaster');
 my $st = le_http_json($port, '/status');
@@ -274,7 +274,7 @@ sub attack
 	my $t2 = time();
 	ok($back, sprintf('%s: the endpoint answers /primary 200 again (after %.1f s)', $name, $t2 - $t1));
 	my %after = map { $_ => { metrics_of($port{$_}) } } qw(n1 n2);
-	is(http_worker_pid($n1), $http_pid, "$name: the HTTP worker is the same process");
+	is(le_http_worker_pid($n1), $http_pid, "$name: the HTTP worker is the same process");
 
 	# the samples taken while the attack ran (and until the endpoint answered)
 	usleep(300_000);    # the last sample is written
@@ -317,26 +317,6 @@ sub attack
 	return;
 }
 
-# The "leader_election http" worker of a node (as le_worker_pid finds the
-# election worker: a child of its postmaster, by its title).
-sub http_worker_pid
-{
-	my $node       = shift;
-	my $postmaster = le_postmaster_pid($node);
-	foreach my $dir (glob('/proc/[0-9]*'))
-	{
-		next unless open(my $sf, '<', "$dir/stat");
-		my $stat = <$sf>;
-		close $sf;
-		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $postmaster;
-		next unless open(my $cf, '<', "$dir/cmdline");
-		my $cmdline = <$cf> // '';
-		close $cf;
-		return (split m{/}, $dir)[-1]
-		  if $cmdline =~ /^postgres: (?:[^:]*: )?leader_election http/;
-	}
-	return 0;
-}
 
 sub rss_kb
 {

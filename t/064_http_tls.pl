@@ -81,7 +81,7 @@ my $log1 = slurp_file($n1->logfile);
 is(join(',', grep { index($log1, $_) >= 0 } @key_lines), '', '... nor in the node\'s log');
 
 # garbage and a handshake that stops halfway: the endpoint goes on
-my $http_pid = http_worker_pid($n1);
+my $http_pid = le_http_worker_pid($n1);
 foreach my $junk ("GET /primary HTTP/1.1\r\nHost: x\r\n\r\n",
 	join('', map { chr(int(rand(256))) } 1 .. 2048),
 	"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" . ('A' x 32))
@@ -98,7 +98,7 @@ my @stalled = map {
 } 1 .. 10;
 ok(https_wait($p1, '/primary', 200, 10), 'garbage and 10 stalled handshakes: HTTPS /primary still 200');
 close $_ foreach @stalled;
-is(http_worker_pid($n1), $http_pid, '... from the same HTTP worker');
+is(le_http_worker_pid($n1), $http_pid, '... from the same HTTP worker');
 $n1->stop;
 
 #
@@ -224,23 +224,3 @@ sub log_wait
 	return 0;
 }
 
-# The "leader_election http" worker of a node: a child of its postmaster,
-# by its title (as le_worker_pid finds the election worker).
-sub http_worker_pid
-{
-	my $node       = shift;
-	my $postmaster = le_postmaster_pid($node);
-	foreach my $dir (glob('/proc/[0-9]*'))
-	{
-		next unless open(my $sf, '<', "$dir/stat");
-		my $stat = <$sf>;
-		close $sf;
-		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $postmaster;
-		next unless open(my $cf, '<', "$dir/cmdline");
-		my $cmdline = <$cf> // '';
-		close $cf;
-		return (split m{/}, $dir)[-1]
-		  if $cmdline =~ /^postgres: (?:[^:]*: )?leader_election http/;
-	}
-	return 0;
-}

@@ -10,9 +10,11 @@ use Exporter 'import';
 use File::Temp qw(tempfile);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
+
+use LeaderElectionTest qw(le_postmaster_pid);
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(le_http_port le_http le_http_code le_http_wait le_http_json);
+our @EXPORT = qw(le_http_port le_http le_http_code le_http_wait le_http_json le_http_worker_pid);
 
 =pod
 
@@ -110,6 +112,35 @@ sub le_http_json
 	return undef unless $code && $body =~ /^\{/;
 	require JSON::PP;
 	return eval { JSON::PP->new->decode($body) };
+}
+
+=pod
+
+=item le_http_worker_pid($node) => pid
+
+The pid of the node's "leader_election http" worker (a child of its
+postmaster, by its title, as le_worker_pid finds the election worker); 0 if
+none runs.
+
+=cut
+
+sub le_http_worker_pid
+{
+	my $node       = shift;
+	my $postmaster = le_postmaster_pid($node);
+	foreach my $dir (glob('/proc/[0-9]*'))
+	{
+		next unless open(my $sf, '<', "$dir/stat");
+		my $stat = <$sf>;
+		close $sf;
+		next unless defined $stat && $stat =~ /^.*\)\s+\S+\s+(\d+)/s && $1 == $postmaster;
+		next unless open(my $cf, '<', "$dir/cmdline");
+		my $cmdline = <$cf> // '';
+		close $cf;
+		return (split m{/}, $dir)[-1]
+		  if $cmdline =~ /^postgres: (?:[^:]*: )?leader_election http/;
+	}
+	return 0;
 }
 
 1;
