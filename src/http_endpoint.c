@@ -287,17 +287,25 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 		strcmp(method, "OPTIONS") == 0;
 
 	/*
-	 * Our methods are answered at the second call, once the request is
-	 * complete, so that the connection may stay open for the next request;
-	 * any other is refused at once and its body never read (the connection
-	 * is closed).  Whatever body comes is dropped.
+	 * Our methods are answered at the last call, once the request is
+	 * complete (its body, if any, read and dropped), so that the connection
+	 * may stay open for the next request; any other is refused at once and
+	 * its body never read (the connection is closed).
 	 */
-	*upload_data_size = 0;
 	if (*con_cls == &answered)
+	{
+		*upload_data_size = 0;
 		return MHD_YES;
+	}
 	if (*con_cls == NULL && our_method)
 	{
 		*con_cls = &seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0)
+	{
+		/* a body: dropped; the answer goes at the last call, which has none */
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	*con_cls = &answered;

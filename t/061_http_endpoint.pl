@@ -83,6 +83,10 @@ is(le_http_code($port{n1}, '/primary', method => 'DELETE'), 405, 'DELETE answers
 is(le_http_code($port{n1}, '/primary', method => 'POST', data => 'x' x 100_000), 405,
 	'POST with a body of 100 kB answers 405 (the body is not read)');
 is(le_http_code($port{n1}, '/primary'), 200, '... and the endpoint answers on');
+is(le_http_code($port{n1}, '/primary', method => 'GET', data => 'hello'), 200,
+	'GET with a body: answered (the body is dropped)');
+is(le_http_code($port{n2}, '/primary', method => 'GET', data => 'x' x 100_000), 503,
+	'... also on a standby, with a body of 100 kB');
 
 # the documents
 my $st = le_http_json($port{n1}, '/status');
