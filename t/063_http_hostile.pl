@@ -432,6 +432,13 @@ sub raw_request
 			last if !defined $n && !$!{EAGAIN};    # reset
 			last if defined $n && $n == 0;
 			$resp .= $buf if $n;
+			# one whole answer is enough: the endpoint keeps connections alive
+			if ($resp =~ /\A(.*?\r\n\r\n)/s)
+			{
+				my $head = $1;
+				last if $head =~ /^Content-Length:\s*(\d+)/mi
+				  && length($resp) >= length($head) + $1;
+			}
 		}
 	}
 	close $s;
