@@ -19,6 +19,7 @@
 #include "datatype/timestamp.h"
 
 #include "election_phase.h"
+#include "json_values.h"
 #include "status_document.h"
 
 void
@@ -65,15 +66,6 @@ add_time(cJSON *obj, const char *name, TimestampTz t)
 	char		text[64];
 
 	iso_timestamp(t, text, sizeof(text));
-	cJSON_AddStringToObject(obj, name, text);
-}
-
-static void
-add_lsn(cJSON *obj, const char *name, uint64 lsn)
-{
-	char		text[32];
-
-	snprintf(text, sizeof(text), "%X/%X", (uint32) (lsn >> 32), (uint32) lsn);
 	cJSON_AddStringToObject(obj, name, text);
 }
 
@@ -177,7 +169,7 @@ add_status_columns(cJSON *doc, const NodeSnapshot *s, LeaderRole role)
 		cJSON_AddNullToObject(doc, "wal_lag_bytes");
 	add_text_or_null(doc, "ineligible_reason", v->ineligible_reason);
 	if (v->published_lsn != 0)
-		add_lsn(doc, "published_lsn", v->published_lsn);
+		le_json_add_lsn(doc, "published_lsn", v->published_lsn);
 	else
 		cJSON_AddNullToObject(doc, "published_lsn");
 	add_text_or_null(doc, "yielded", v->yielded);
@@ -235,8 +227,8 @@ status_document(const NodeSnapshot *s)
 		cJSON_AddNumberToObject(doc, "lease_valid_seconds", 0);
 	if (s->view.in_recovery)
 	{
-		add_lsn(doc, "received_lsn", s->view.received_lsn);
-		add_lsn(doc, "replayed_lsn", s->view.replayed_lsn);
+		le_json_add_lsn(doc, "received_lsn", s->view.received_lsn);
+		le_json_add_lsn(doc, "replayed_lsn", s->view.replayed_lsn);
 	}
 	add_time(doc, "answered_at", s->taken_at);
 
