@@ -96,15 +96,6 @@ http_parse_size(const char *text, uint64 *bytes)
 	return false;
 }
 
-static bool
-recorded_synchronous(const NodeSnapshot *s)
-{
-	for (int i = 0; i < s->view.sync_count; i++)
-		if (strcmp(s->view.sync_names[i], s->view.node_name) == 0)
-			return true;
-	return false;
-}
-
 /* A streaming standby, within max_lag bytes of what its upstream sent. */
 static bool
 replica_within(const NodeSnapshot *s, bool lag_given, uint64 max_lag)
@@ -125,9 +116,9 @@ check_holds(const NodeSnapshot *s, RouteCheck check, bool lag_given, uint64 max_
 		case CHECK_READ_ONLY:
 			return node_leads(s) || replica_within(s, lag_given, max_lag);
 		case CHECK_SYNC:
-			return node_streams(s) && recorded_synchronous(s);
+			return node_streams(s) && le_view_sync_member(&s->view);
 		case CHECK_ASYNC:
-			return replica_within(s, lag_given, max_lag) && !recorded_synchronous(s);
+			return replica_within(s, lag_given, max_lag) && !le_view_sync_member(&s->view);
 		case CHECK_HEALTH:
 			return s->view.accepts_connections && s->worker_running;
 		case CHECK_LIVENESS:

@@ -131,11 +131,7 @@ state_metrics(TextOut *out, const NodeSnapshot *s)
 {
 	const LeaderView *v = &s->view;
 	LeaderRole	role = node_role(s);
-	bool		sync_member = false;
 	uint64		loop_age = node_loop_age_us(s);
-
-	for (int i = 0; i < v->sync_count; i++)
-		sync_member |= strcmp(v->sync_names[i], v->node_name) == 0;
 
 	header(out, "leader_election_info", "gauge",
 		   "This node's name and election prefix, as labels; always 1.");
@@ -178,7 +174,7 @@ state_metrics(TextOut *out, const NodeSnapshot *s)
 	gauge(out, "leader_election_eligible",
 		  "1 while this node may stand in the election.", v->eligible ? 1 : 0);
 	gauge(out, "leader_election_synchronous_standby",
-		  "1 on a standby the cluster record names synchronous.", sync_member ? 1 : 0);
+		  "1 on a standby the cluster record names synchronous.", le_view_sync_member(v) ? 1 : 0);
 	gauge(out, "leader_election_accepts_connections",
 		  "1 while PostgreSQL takes connections (a primary, or a hot standby open for reads).",
 		  s->view.accepts_connections ? 1 : 0);

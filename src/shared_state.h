@@ -182,6 +182,16 @@ le_shown_role(const LeaderView *view, uint64 valid_until_us, uint64 now_us)
 	return view->role;
 }
 
+/* Whether the synchronous set the view shows names this node. */
+static inline bool
+le_view_sync_member(const LeaderView *view)
+{
+	for (int i = 0; i < view->sync_count; i++)
+		if (strcmp(view->sync_names[i], view->node_name) == 0)
+			return true;
+	return false;
+}
+
 /* NULL unless the library was preloaded (and shared memory set up). */
 extern LeaderShared *le_shared;
 

@@ -193,15 +193,11 @@ leader_status(PG_FUNCTION_ARGS)
 	if (view.sync_mode[0] != '\0')
 	{
 		Datum		names[LE_MAX_SYNC];
-		bool		member = false;
 
 		for (int i = 0; i < view.sync_count; i++)
-		{
 			names[i] = CStringGetTextDatum(view.sync_names[i]);
-			member |= strcmp(view.sync_names[i], view.node_name) == 0;
-		}
 		set_column(values, nulls, STATUS_SYNCHRONOUS_MODE, CStringGetTextDatum(view.sync_mode));
-		set_column(values, nulls, STATUS_SYNCHRONOUS_STANDBY, BoolGetDatum(member));
+		set_column(values, nulls, STATUS_SYNCHRONOUS_STANDBY, BoolGetDatum(le_view_sync_member(&view)));
 		set_column(values, nulls, STATUS_SYNCHRONOUS_STANDBYS,
 				   PointerGetDatum(construct_array(names, view.sync_count, TEXTOID,
 												   -1, false, TYPALIGN_INT)));

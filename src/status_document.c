@@ -177,15 +177,11 @@ add_status_columns(cJSON *doc, const NodeSnapshot *s, LeaderRole role)
 	if (v->sync_mode[0] != '\0')
 	{
 		cJSON	   *names = cJSON_AddArrayToObject(doc, "synchronous_standbys");
-		bool		member = false;
 
 		for (int i = 0; i < v->sync_count; i++)
-		{
 			cJSON_AddItemToArray(names, cJSON_CreateString(v->sync_names[i]));
-			member |= strcmp(v->sync_names[i], v->node_name) == 0;
-		}
 		cJSON_AddStringToObject(doc, "synchronous_mode", v->sync_mode);
-		cJSON_AddBoolToObject(doc, "synchronous_standby", member);
+		cJSON_AddBoolToObject(doc, "synchronous_standby", le_view_sync_member(v));
 		cJSON_AddBoolToObject(doc, "automatic_failover",
 							  strcmp(v->sync_mode, "off") == 0 || v->sync_count > 0);
 	}
