@@ -207,10 +207,9 @@ static NodeSnapshot snapshot;
 static char mhd_message[256];
 
 /*
- * Refreshes the snapshot.  The view is read without the LWLock, so this
- * process never holds what the election worker waits for; a view the worker
- * was writing at every try keeps the last one (leadership, read from its
- * atomic, is fresh either way).
+ * Refreshes the snapshot's copies.  The view is read without the LWLock, so
+ * this process never holds what the election worker waits for; a view the
+ * worker was writing at every try keeps the last one.
  */
 static void
 take_snapshot(NodeSnapshot *s)
@@ -219,20 +218,30 @@ take_snapshot(NodeSnapshot *s)
 	static LeaderQueueView queue;
 	TimestampTz role_since;
 
-	s->now_us = le_clock_us();
-	s->taken_at = GetCurrentTimestamp();
 	/* the prefix may hold any byte but control characters: shown printable */
 	le_printable(le_prefix, strlen(le_prefix), s->prefix, sizeof(s->prefix));
-	s->loop_turned_at = le_shared_loop_turned_at();
-	s->worker_running = s->loop_turned_at != 0;
 	if (le_shared_read_without_lock(&view, &role_since, &queue))
 	{
 		s->view = view;
 		s->role_since = role_since;
 		s->queue = queue;
 	}
-	s->valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
 	le_counters_read(&s->counters);
+}
+
+/*
+ * Leadership, liveness and the clocks as of now, for one answer: this
+ * process may have been stopped since its snapshot (atomics and clock reads
+ * only, so it runs inside libmicrohttpd's callback).
+ */
+static void
+read_now(NodeSnapshot *s)
+{
+	s->now_us = le_clock_us();
+	s->taken_at = GetCurrentTimestamp();
+	s->valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
+	s->loop_turned_at = le_shared_loop_turned_at();
+	s->worker_running = s->loop_turned_at != 0;
 }
 
 static void
@@ -310,14 +319,7 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 	}
 	*con_cls = &answered;
 
-	/*
-	 * Leadership and liveness as of now, not as of the snapshot: this
-	 * process may have been stopped since (atomics and a clock read only).
-	 */
-	snapshot.now_us = le_clock_us();
-	snapshot.valid_until_us = pg_atomic_read_u64(&le_shared->valid_until_us);
-	snapshot.loop_turned_at = le_shared_loop_turned_at();
-	snapshot.worker_running = snapshot.loop_turned_at != 0;
+	read_now(&snapshot);
 
 	http_route(&snapshot, method, url,
 			   MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "lag"),

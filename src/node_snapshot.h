@@ -18,14 +18,15 @@
 
 typedef struct NodeSnapshot
 {
-	uint64		now_us;			/* le_clock_us() when it was taken */
+	/* read again for each answer: leadership, liveness, the clocks */
+	uint64		now_us;			/* le_clock_us() of the answer */
 	TimestampTz taken_at;		/* ... and by the wall clock */
-	char		prefix[LE_KEY_LEN]; /* leader_election.prefix */
-	/* the election worker */
+	uint64		valid_until_us; /* leadership deadline; 0: not leading */
 	bool		worker_running;
 	uint64		loop_turned_at; /* le_clock_us(); 0: never */
+	/* copied before each round of requests */
+	char		prefix[LE_KEY_LEN]; /* leader_election.prefix, printable */
 	LeaderView	view;
-	uint64		valid_until_us; /* leadership deadline; 0: not leading */
 	TimestampTz role_since;
 	LeaderQueueView queue;
 	LeCounterValues counters;
