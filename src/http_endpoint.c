@@ -292,8 +292,6 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 	char	   *body;
 	struct MHD_Response *response;
 	enum MHD_Result queued;
-	bool		our_method = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
-		strcmp(method, "OPTIONS") == 0;
 
 	/*
 	 * Our methods are answered at the last call, once the request is
@@ -306,7 +304,7 @@ answer_request(void *cls pg_attribute_unused(), struct MHD_Connection *connectio
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (*con_cls == NULL && our_method)
+	if (*con_cls == NULL && http_method_allowed(method))
 	{
 		*con_cls = &seen;
 		return MHD_YES;

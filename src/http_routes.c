@@ -131,6 +131,13 @@ check_holds(const NodeSnapshot *s, RouteCheck check, bool lag_given, uint64 max_
 	return true;
 }
 
+bool
+http_method_allowed(const char *method)
+{
+	return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+		strcmp(method, "OPTIONS") == 0;
+}
+
 static void
 message(HttpAnswer *answer, unsigned int status, const char *text)
 {
@@ -145,11 +152,10 @@ http_route(const NodeSnapshot *s, const char *method, const char *path,
 {
 	const Route *route = NULL;
 	uint64		max_lag = 0;
-	bool		head = strcmp(method, "HEAD") == 0;
 	bool		options = strcmp(method, "OPTIONS") == 0;
 
 	memset(answer, 0, sizeof(*answer));
-	if (strcmp(method, "GET") != 0 && !head && !options)
+	if (!http_method_allowed(method))
 	{
 		message(answer, 405, "method not allowed: GET, HEAD and OPTIONS only\n");
 		return;

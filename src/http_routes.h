@@ -36,6 +36,9 @@ typedef struct HttpAnswer
 extern void http_route(const NodeSnapshot *s, const char *method, const char *path,
 					   const char *lag, HttpAnswer *answer);
 
+/* GET, HEAD and OPTIONS: the methods answered (others get 405). */
+extern bool http_method_allowed(const char *method);
+
 /* A size such as "1048576", "16kB", "10 MB", "1GB" in bytes; false if none. */
 extern bool http_parse_size(const char *text, uint64 *bytes);
 
